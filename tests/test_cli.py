@@ -1,0 +1,54 @@
+"""The command line as a user meets it: help, version, entry point, errors without tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from tsdiff_cli import __version__
+
+
+def test_help_lists_only_working_commands(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    commands = result.stdout.split("Commands:")[1].split()
+    assert "preprocess" in commands and "config" in commands
+    for unbuilt in ("train", "sample", "evaluate", "impute", "forecast", "monitor", "pretrain-tst"):
+        assert unbuilt not in commands
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from tsdiff_cli.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "for cmd in (['preprocess', '--help'], ['config', 'show', '--help']):\n"
+        "    try:\n        app(cmd)\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('torch', 'pandas', 'h5py') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+
+
+def test_help_is_fast():
+    # not a benchmark: a generous bound that only fails if help starts importing the world
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "tsdiff_cli", "--help"], capture_output=True, check=True)
+    assert time.perf_counter() - start < 3.0
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"tsdiff {__version__}"
+
+
+def test_user_error_is_one_line_without_traceback(workdir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tsdiff_cli", "preprocess", "no-such.toml"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no-such.toml" in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -1,0 +1,3 @@
+from tsdiff_cli.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""The ``tsdiff`` command line: a Typer app whose commands are thin modules over core functions.
+
+Importing this package must stay cheap (``tsdiff --help`` in well under a second, and never
+torch): command modules import numpy, pandas, h5py or torch inside their functions.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from tsdiff_cli import __version__
+from tsdiff_cli.cli import config as config_cmd
+from tsdiff_cli.cli import preprocess as preprocess_cmd
+from tsdiff_cli.errors import UserError
+
+
+class _Group(TyperGroup):
+    """Turns a :class:`UserError` from any command into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            typer.echo(f"tsdiff: error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="tsdiff",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tsdiff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Diffusion models for time series with gaps: prepare data, generate, impute, forecast.
+
+    Settings come from a TOML file (presets in config/), overridden by TSDIFF_<SECTION>__<KEY>
+    environment variables, overridden by command options.
+    """
+
+
+app.command("preprocess")(preprocess_cmd.preprocess_command)
+app.add_typer(config_cmd.app, name="config")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

@@ -1,0 +1,115 @@
+"""``tsdiff preprocess``: a source becomes the windowed, scaled dataset file.
+
+The order of operations follows the paper's loaders (TimeGAN ``real_data_loading``, reused by
+KoVAE and ImagenI2R) so the numbers compare: read → (optional) regular grid → (optional) reverse
+rows → fit the scaler on the series → scale → remove whole time steps (benchmark missingness) →
+stride-1 windows, ``len - seq_len`` of them → shuffle with the seed → split. The scaler is fitted
+before the benchmark removal, as the paper normalises the full series first; gaps already in the
+data are ignored by the NaN-aware fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tsdiff_cli.atomic import ensure_writable
+from tsdiff_cli.data.missing import drop_series_steps, drop_window_steps
+from tsdiff_cli.data.regular import place_on_grid
+from tsdiff_cli.data.scaling import fit_scaler
+from tsdiff_cli.data.sources import read_table
+from tsdiff_cli.data.store import SPLITS, WindowDataset, write_dataset
+from tsdiff_cli.data.synthetic import sine_windows
+from tsdiff_cli.data.windows import sliding_windows, window_count
+from tsdiff_cli.errors import UserError
+from tsdiff_cli.settings import DataSettings
+
+# Independent random streams per purpose, so changing one step never reshuffles another.
+_SINE, _MISSING, _SHUFFLE = 0, 1, 2
+
+
+@dataclass
+class PreprocessResult:
+    path: Path
+    dataset: WindowDataset
+    source: str
+    series_length: int | None  # time steps of the processed series (None for sine)
+    merged_rows: int  # rows averaged into an occupied grid step
+
+    def split_sizes(self) -> dict[str, int]:
+        return {name: int(np.sum(self.dataset.split == code)) for name, code in SPLITS.items()}
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream])
+
+
+def assign_splits(count: int, val_fraction: float, test_fraction: float) -> np.ndarray:
+    """Split codes for already shuffled windows: train first, then val, then test."""
+    n_val, n_test = round(count * val_fraction), round(count * test_fraction)
+    split = np.zeros(count, dtype=np.uint8)
+    split[count - n_val - n_test: count - n_test] = SPLITS["val"]
+    split[count - n_test:] = SPLITS["test"]
+    return split
+
+
+def preprocess(cfg: DataSettings) -> PreprocessResult:
+    """Build the dataset described by ``cfg`` and write it to ``cfg.output`` atomically."""
+    output = ensure_writable(cfg.output, "dataset")
+    attrs: dict = {}
+    merged_rows, series_length = 0, None
+
+    if cfg.source == "sine":
+        clean = sine_windows(cfg.sine_samples, cfg.seq_len, cfg.sine_features, _rng(cfg.seed, _SINE))
+        scaler = fit_scaler(cfg.scaler, clean)
+        target = scaler.transform(clean)
+        observed = drop_window_steps(target, cfg.missing_rate, _rng(cfg.seed, _MISSING))
+        index = np.arange(target.shape[0])
+        columns = [f"sine_{j}" for j in range(cfg.sine_features)]
+        label, sha = "sine", hashlib.sha256(clean.tobytes()).hexdigest()
+    else:
+        table = read_table(cfg.source, cfg.columns, cfg.time_column)
+        values = table.values
+        if cfg.time_column is not None:
+            grid = place_on_grid(table.times, values, cfg.freq, table.label, cfg.time_column)
+            values, merged_rows = grid.values, grid.merged_rows
+            attrs.update(time_column=cfg.time_column, freq=grid.freq, start=grid.start.isoformat())
+        if cfg.reverse_rows:
+            values = values[::-1]
+        series_length = values.shape[0]
+        if window_count(series_length, cfg.seq_len) < 1:
+            raise UserError(table.label, f"has {series_length} time steps, too few for seq_len "
+                            f"{cfg.seq_len} (at least {cfg.seq_len + 1} are needed)",
+                            "lower [data] seq_len or use a longer series")
+        scaler = fit_scaler(cfg.scaler, values)
+        scaled = scaler.transform(values)
+        dropped = drop_series_steps(scaled, cfg.missing_rate, _rng(cfg.seed, _MISSING))
+        target, observed = sliding_windows(scaled, cfg.seq_len), sliding_windows(dropped, cfg.seq_len)
+        index = np.arange(target.shape[0])
+        columns, label, sha = table.columns, table.label, table.sha256
+
+    order = _rng(cfg.seed, _SHUFFLE).permutation(target.shape[0])
+    attrs.update(
+        seq_len=cfg.seq_len,
+        missing_rate=cfg.missing_rate,
+        seed=cfg.seed,
+        source=label,
+        source_sha256=sha,
+        reverse_rows=cfg.reverse_rows,
+        settings=json.dumps(cfg.model_dump(mode="json")),
+    )
+    dataset = WindowDataset(
+        observed=observed[order].astype(np.float32),
+        target=target[order].astype(np.float32),
+        split=assign_splits(target.shape[0], cfg.val_fraction, cfg.test_fraction),
+        index=index[order],
+        columns=columns,
+        scaler=scaler,
+        attrs=attrs,
+    )
+    write_dataset(output, dataset)
+    return PreprocessResult(output, dataset, label, series_length, merged_rows)

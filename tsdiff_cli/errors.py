@@ -1,0 +1,16 @@
+"""The one exception type for mistakes a user can fix.
+
+The CLI turns a :class:`UserError` into a single line on stderr and exit status 2; anything else
+is a bug in tsdiff and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input: the message names the input, what is wrong with it, and what to do."""
+
+    def __init__(self, where: str, problem: str, fix: str | None = None):
+        self.where, self.problem, self.fix = str(where), problem, fix
+        text = f"{self.where}: {problem}"
+        if fix:
+            text += f"; {fix}"
+        super().__init__(text)

@@ -1,0 +1,242 @@
+"""Settings: one pydantic model per TOML section, resolved from four layers.
+
+Precedence, lowest to highest: the model defaults, the TOML file named on the command line,
+``TSDIFF_<SECTION>__<KEY>`` environment variables, explicit CLI options. The layers are read
+separately and merged here (rather than by pydantic-settings' own source chain) so that every
+validation error can name where the bad value came from: the file, the variable or the option.
+
+Unknown sections and keys are errors in every layer. ``to_toml`` gives the canonical text of
+resolved settings: ``tsdiff config show`` prints it and every run saves it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tsdiff_cli.errors import UserError
+
+ENV_PREFIX = "TSDIFF_"
+ENV_DELIMITER = "__"
+
+#: Dataset names that ``[data] source`` resolves to files shipped inside the package.
+SHIPPED_DATASETS = {"stock": "stock_data.csv", "energy": "energy_data.csv", "etth1": "ETTh1.csv"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSettings(_Section):
+    """``[data]``: where the series comes from and how it becomes windows (``tsdiff preprocess``)."""
+
+    source: str = Field(
+        "stock",
+        description='"sine" (synthetic, as in TimeGAN), a shipped dataset ("stock", "energy", '
+        '"etth1"), or the path of a CSV / Parquet file',
+    )
+    seq_len: int = Field(24, ge=2, description="window length in time steps")
+    missing_rate: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="benchmark missingness: fraction of time steps removed (seeded); 0 keeps the data as it is",
+    )
+    scaler: Literal["minmax", "standard", "none"] = Field(
+        "minmax",
+        description='"minmax" per feature to [0, 1] as in the paper, "standard" z-scores, or "none"',
+    )
+    seed: int = Field(0, description="seed for synthetic data, missingness and the window shuffle")
+    output: Path | None = Field(
+        None, description="the HDF5 file to write; default data/<source name>.h5"
+    )
+    time_column: str | None = Field(
+        None, description="column of timestamps; rows are placed on a regular grid at `freq`"
+    )
+    freq: str | None = Field(
+        None, description='grid step for `time_column` ("1h", "15min", "1D"); inferred when unset'
+    )
+    columns: list[str] | None = Field(None, description="the value columns to keep; default all")
+    reverse_rows: bool = Field(
+        False,
+        description="reverse the row order before windowing, as the TimeGAN / ImagenI2R loaders do",
+    )
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of windows marked validation")
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of windows marked test")
+    sine_samples: int = Field(10000, ge=1, description='number of windows when source = "sine"')
+    sine_features: int = Field(5, ge=1, description='number of features when source = "sine"')
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSettings:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "
+                "leaves no training windows; keep their sum below 1"
+            )
+        if self.freq is not None and self.time_column is None:
+            raise ValueError("freq is set but time_column is not; name the column of timestamps")
+        if self.source == "sine" and (self.time_column or self.columns):
+            raise ValueError('source = "sine" has no columns to choose; remove time_column / columns')
+        if self.output is None:
+            object.__setattr__(self, "output", Path("data") / f"{self.source_name}.h5")
+        return self
+
+    @property
+    def source_name(self) -> str:
+        """A short name for the source: the dataset name, or the file's stem."""
+        if self.source in ("sine", *SHIPPED_DATASETS):
+            return self.source
+        name = Path(self.source).name
+        for suffix in (".gz", ".csv", ".parquet", ".pq", ".txt"):
+            name = name.removesuffix(suffix)
+        return name or "dataset"
+
+
+class Settings(BaseSettings):
+    """All settings, one attribute per TOML section.
+
+    Build it with :func:`load_settings`; constructing it directly only validates the given
+    keyword arguments (the environment is read by ``load_settings`` so errors can name it).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid"
+    )
+
+    data: DataSettings = Field(default_factory=DataSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings,)
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    name: field.annotation for name, field in Settings.model_fields.items()  # type: ignore[misc]
+}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file as a dict, with one-line errors for a missing, unreadable or invalid file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(path, "no such settings file", "check the path (presets are in config/)")
+    if path.is_dir():
+        raise UserError(path, "is a directory, not a TOML settings file", "name a .toml file")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(path, f"not valid TOML ({exc})", "fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(path, f"cannot be read ({exc})", "check the file") from None
+
+
+def read_environment(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
+    """``TSDIFF_<SECTION>__<KEY>`` variables as ``{section: {key: value}}`` plus each one's name.
+
+    Values that look like JSON lists or tables (``["a", "b"]``) are decoded; the rest stay
+    strings and are converted by the model, so ``TSDIFF_DATA__SEQ_LEN=48`` becomes an int.
+    """
+    values: dict[str, dict[str, Any]] = {}
+    names: dict[tuple[str, str], str] = {}
+    for name, raw in environ.items():
+        if not name.upper().startswith(ENV_PREFIX) or ENV_DELIMITER not in name[len(ENV_PREFIX):]:
+            continue
+        section, key = name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER, 1)
+        if section not in SECTIONS:
+            raise UserError(
+                f"environment variable {name}",
+                f"there is no settings section [{section}]",
+                f"use one of: {', '.join(SECTIONS)} (or unset it)",
+            )
+        value: Any = raw
+        if raw.strip()[:1] in ("[", "{"):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                raise UserError(
+                    f"environment variable {name}",
+                    f"{raw!r} is not valid JSON",
+                    'write lists as JSON, e.g. ["a", "b"]',
+                ) from None
+        values.setdefault(section, {})[key] = value
+        names[(section, key)] = name
+    return values, names
+
+
+def load_settings(
+    config: Path | str | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings: defaults < TOML ``config`` < environment < ``overrides`` (CLI options).
+
+    ``overrides`` is ``{section: {key: value}}``; ``None`` values mean "option not given".
+    Raises :class:`UserError` naming the offending key and where it came from.
+    """
+    toml = read_toml(Path(config)) if config is not None else {}
+    env, env_names = read_environment(os.environ if environ is None else environ)
+    cli = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
+
+    merged: dict[str, Any] = dict(toml)
+    for layer in (env, cli):
+        for section, kv in layer.items():
+            base = merged.get(section)
+            merged[section] = {**base, **kv} if isinstance(base, dict) else dict(kv)
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise _explain(exc, config, toml, env_names, cli) from None
+
+
+def _origin(section: str, key: str | None, config, toml, env_names, cli) -> str:
+    if key is not None and key in cli.get(section, {}):
+        return f"option --{key.replace('_', '-')}"
+    if key is not None and (section, key) in env_names:
+        return f"environment variable {env_names[(section, key)]}"
+    return str(config) if config is not None else "settings"
+
+
+def _explain(exc: ValidationError, config, toml, env_names, cli) -> UserError:
+    """One :class:`UserError` for the first validation error (and a count of the others)."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [str(part) for part in first["loc"]]
+    section = loc[0]
+    key = loc[1] if len(loc) > 1 else None
+    more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
+    where = _origin(section, key, config, toml, env_names, cli)
+
+    if first["type"] == "extra_forbidden" and key is None:
+        owners = [s for s, model in SECTIONS.items() if section in model.model_fields]
+        if owners:
+            return UserError(where, f"'{section}' is not a settings section{more}", f"put it under [{owners[0]}]")
+        hint = difflib.get_close_matches(section, SECTIONS, n=1)
+        fix = f"did you mean [{hint[0]}]?" if hint else f"known sections: {', '.join(SECTIONS)}"
+        return UserError(where, f"unknown settings section [{section}]{more}", fix)
+    if first["type"] == "extra_forbidden":
+        known = list(SECTIONS[section].model_fields)
+        hint = difflib.get_close_matches(key, known, n=1)
+        fix = f"did you mean {hint[0]}?" if hint else f"known keys in [{section}]: {', '.join(known)}"
+        return UserError(where, f"unknown setting [{section}] {key}{more}", fix)
+    if key is None:
+        message = first["msg"].removeprefix("Value error, ")
+        return UserError(where, f"[{section}]: {message}{more}", "fix the values")
+    message = first["msg"].removeprefix("Value error, ")
+    shown = first.get("input")
+    return UserError(where, f"[{section}] {key} = {shown!r} is invalid: {message}{more}", "fix the value")
+
+
+def to_toml(settings: Settings) -> str:
+    """The canonical TOML text of resolved settings (unset optional keys are left out)."""
+    import tomli_w
+
+    return tomli_w.dumps(settings.model_dump(mode="json", exclude_none=True))
