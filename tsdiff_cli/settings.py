@@ -100,6 +100,37 @@ class DataSettings(_Section):
         return name or "dataset"
 
 
+METRIC_NAMES = ("discriminative", "predictive", "context_fid", "correlation")
+MetricName = Literal["discriminative", "predictive", "context_fid", "correlation"]
+
+
+class EvalSettings(_Section):
+    """``[eval]``: the generation metrics of ``tsdiff evaluate`` and of evaluation during training.
+
+    The plain keys are the full protocol of the papers (TimeGAN / ImagenTime / ImagenI2R); the
+    ``quick_*`` keys form the reduced profile used inside training, which reports are labelled
+    with and which never compares with published tables.
+    """
+
+    metrics: list[MetricName] = Field(list(METRIC_NAMES), description="metrics of the full protocol")
+    repeats: int = Field(10, ge=1, description="repeats of the discriminative and predictive scores")
+    disc_iterations: int = Field(2000, ge=1, description="discriminator training iterations (TimeGAN: 2000)")
+    pred_iterations: int = Field(5000, ge=1, description="predictor training iterations (TimeGAN: 5000)")
+    batch_size: int = Field(128, ge=1, description="batch of the post-hoc GRU networks (TimeGAN: 128)")
+    fid_repeats: int = Field(5, ge=1, description="Context-FID repeats, each with a new TS2Vec encoder")
+    fid_iterations: int | None = Field(
+        None, ge=1, description="TS2Vec training iterations; default as TS2Vec: 200 up to 100 000 values, else 600"
+    )
+    corr_subsets: int = Field(5, ge=1, description="random subsets the correlation score is averaged over")
+    seed: int = Field(0, description="seed of every metric; the same seed gives the same numbers")
+    threads: int = Field(0, ge=0, description="torch CPU threads for evaluation; 0 = all cores")
+    quick_metrics: list[MetricName] = Field(["discriminative"], description="metrics of the quick profile")
+    quick_repeats: int = Field(3, ge=1, description="repeats in the quick profile")
+    quick_disc_iterations: int = Field(500, ge=1, description="discriminator iterations in the quick profile")
+    quick_pred_iterations: int = Field(1000, ge=1, description="predictor iterations in the quick profile")
+    quick_fid_iterations: int = Field(100, ge=1, description="TS2Vec iterations in the quick profile")
+
+
 class Settings(BaseSettings):
     """All settings, one attribute per TOML section.
 
@@ -112,6 +143,7 @@ class Settings(BaseSettings):
     )
 
     data: DataSettings = Field(default_factory=DataSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

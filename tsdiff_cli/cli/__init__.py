@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from tsdiff_cli import __version__
 from tsdiff_cli.cli import config as config_cmd
+from tsdiff_cli.cli import evaluate as evaluate_cmd
 from tsdiff_cli.cli import preprocess as preprocess_cmd
 from tsdiff_cli.errors import UserError
 
@@ -60,6 +61,7 @@ def _root(
 
 
 app.command("preprocess")(preprocess_cmd.preprocess_command)
+app.command("evaluate")(evaluate_cmd.evaluate_command)
 app.add_typer(config_cmd.app, name="config")
 
 

@@ -1,0 +1,128 @@
+"""``tsdiff evaluate``: the field's generation metrics, as a table, a JSON report and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tsdiff_cli.errors import UserError
+
+
+def evaluate_command(
+    run: Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="A run directory to sample from and score against its dataset.", show_default=False)] = None,
+    real: Annotated[Optional[Path], typer.Option("--real", help="Real windows: .npy, tsdiff dataset .h5, or stacked-window .csv / .parquet.", show_default=False)] = None,
+    generated: Annotated[Optional[Path], typer.Option("--generated", help="Generated windows, in the same formats.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the JSON report [default: report.json, or RUN/report.json].", show_default=False)] = None,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Folder for PNGs: PCA, t-SNE and series of real vs generated.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML settings whose [eval] section to use.", show_default=False)] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The reduced profile used during training (quick_* settings); labelled as such, not comparable with papers.")] = False,
+    repeats: Annotated[Optional[int], typer.Option(help="Repeats of the discriminative and predictive scores (overrides [eval] repeats).", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the metrics (overrides [eval] seed).", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no table; only the report file.")] = False,
+) -> None:
+    """Score generated windows against real ones with the papers' metrics.
+
+    Discriminative and predictive scores (TimeGAN protocol), Context-FID (TS2Vec) and the
+    correlation score, each repeated and reported as mean ± std.
+    """
+    from tsdiff_cli.settings import load_settings
+
+    settings = load_settings(config, {"eval": {"repeats": repeats, "seed": seed}})
+    if run is not None and (real is not None or generated is not None):
+        raise UserError("evaluate", "give either RUN or --real with --generated, not both", "choose one")
+    if run is None:
+        if real is None or generated is None:
+            missing = "--generated" if real is not None else "--real" if generated is not None else "RUN or --real/--generated"
+            raise UserError("evaluate", f"nothing to compare: {missing} is missing",
+                            "run `tsdiff evaluate RUN` or `tsdiff evaluate --real A --generated B`")
+        report = _evaluate_files(real, generated, settings, quick, plots, quiet)
+        out = output or Path("report.json")
+    else:
+        _require_generator(run)
+        raise UserError(run, f"tsdiff {_version()} cannot sample from this run", "compare sample files with --real/--generated")
+    from tsdiff_cli.atomic import ensure_writable, write_text
+
+    write_text(ensure_writable(out, "report"), json.dumps(report, indent=2) + "\n")
+    if not quiet:
+        _print_report(report, out)
+
+
+def _version() -> str:
+    from tsdiff_cli import __version__
+
+    return __version__
+
+
+def _require_generator(run: Path) -> None:
+    if not run.exists():
+        raise UserError(run, "no such run directory", "name a folder under runs/ (or runs/latest)")
+    if not run.is_dir():
+        raise UserError(run, "is a file, not a run directory", "to score a file use --real A --generated B")
+    if not (run / "model.safetensors").is_file():
+        raise UserError(run, "has no generator (no model.safetensors)",
+                        "train one with `tsdiff train CONFIG`, or compare files with --real/--generated")
+
+
+def _evaluate_files(real_path: Path, gen_path: Path, settings, quick: bool, plots: Path | None, quiet: bool) -> dict:
+    from tsdiff_cli.data.arrays import read_windows
+    from tsdiff_cli.metrics.evaluate import LABELS, evaluate_windows, prepare
+
+    if plots is not None:
+        from tsdiff_cli.atomic import ensure_writable
+
+        ensure_writable(plots / "pca.png", "plots")
+    real, generated = read_windows(real_path), read_windows(gen_path)
+    prepared = prepare(real, generated)
+    if quiet:
+        report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick)
+    else:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description:<22}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(LABELS[name], total=total)
+                if done == total or done % 20 == 0:
+                    bar.update(tasks[name], completed=done, total=total)
+
+            report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick, progress=progress)
+    report["inputs"] = {
+        "real": {"path": str(real_path), "read": real.what, "windows_dropped_incomplete": prepared.dropped_real},
+        "generated": {"path": str(gen_path), "read": generated.what},
+        "scaling": prepared.scaling,
+    }
+    if plots is not None:
+        from tsdiff_cli.metrics.plots import write_plots
+
+        report["plots"] = [str(p) for p in write_plots(prepared.real, prepared.generated, plots,
+                                                       real.columns or generated.columns, settings.eval.seed)]
+    return report
+
+
+def _print_report(report: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tsdiff_cli.metrics.evaluate import LABELS
+
+    sizes = report["sizes"]
+    title = (f"tsdiff evaluate — {report['profile']} profile: {sizes['real']} real vs {sizes['generated']} generated, "
+             f"{sizes['seq_len']} steps × {sizes['features']} features")
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("metric", "left"), ("mean ± std", "right"), ("repeats", "right"), ("iterations", "right"), ("seconds", "right")):
+        table.add_column(col, justify=justify)
+    for name, m in report["metrics"].items():
+        table.add_row(LABELS[name], f"{m['mean']:.4f} ± {m['std']:.4f}", str(m["repeats"]),
+                      str(m.get("iterations", "—")), f"{m['seconds']:.1f}")
+    console = Console()
+    console.print(table)
+    console.print(report["protocol"], style="bold yellow" if report["profile"] == "quick" else "dim")
+    if report.get("inputs", {}).get("scaling", "as given") != "as given":
+        console.print(f"scaling: {report['inputs']['scaling']}", style="dim")
+    console.print(f"report: {out}" + (f"; plots: {', '.join(report['plots'])}" if report.get("plots") else ""))

@@ -1,0 +1,102 @@
+"""Reading windows (N, T, F) for comparison: npy, a tsdiff HDF5 file, or a CSV / Parquet file of
+stacked windows (one row per window and step, with ``window`` and ``step`` columns)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tsdiff_cli.data.scaling import Scaler
+from tsdiff_cli.errors import UserError
+
+WINDOW_COLUMN, STEP_COLUMN = "window", "step"
+
+
+@dataclass
+class Windows:
+    values: np.ndarray  # (N, T, F) float32
+    columns: list[str] | None  # feature names, when the file has them
+    scaler: Scaler | None  # set when the values are in a tsdiff dataset's scaled space
+    path: Path
+    what: str  # which part of the file was read
+
+
+def read_windows(path: Path | str) -> Windows:
+    """Read windows from ``path``; any problem is a :class:`UserError` naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(path, "no such file", "check the path")
+    if path.is_dir():
+        raise UserError(path, "is a directory", "name a .npy, .h5, .csv or .parquet file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _from_npy(path)
+    if suffix in (".h5", ".hdf5"):
+        return _from_h5(path)
+    if suffix in (".csv", ".parquet", ".pq"):
+        return _from_table(path)
+    raise UserError(path, "unknown file type", "use .npy, .h5, .csv or .parquet")
+
+
+def _as_windows(path: Path, array: np.ndarray) -> np.ndarray:
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise UserError(path, f"holds an array of shape {array.shape}", "expected windows of shape (N, T, F)")
+    if array.size == 0:
+        raise UserError(path, f"holds no windows (shape {array.shape})", "name a file with data")
+    if not np.issubdtype(array.dtype, np.number):
+        raise UserError(path, f"holds {array.dtype} values, not numbers", "save a numeric array")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _from_npy(path: Path) -> Windows:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(path, f"cannot be read as .npy ({exc})", "save it with numpy.save") from None
+    return Windows(_as_windows(path, array), None, None, path, "array")
+
+
+def _from_h5(path: Path) -> Windows:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            columns = json.loads(f.attrs["columns"]) if "columns" in f.attrs else None
+            if "observed" in f and "scaler" in f.attrs:  # a tsdiff dataset: the ground truth
+                name = "target" if "target" in f else "observed"
+                return Windows(_as_windows(path, f[name][()]), columns, Scaler.from_json(f.attrs["scaler"]), path, name)
+            if "samples" in f:
+                return Windows(_as_windows(path, f["samples"][()]), columns, None, path, "samples")
+            arrays = [k for k, v in f.items() if isinstance(v, h5py.Dataset) and v.ndim in (2, 3)]
+            if len(arrays) != 1:
+                raise UserError(path, f"has datasets {sorted(f.keys())}, none named 'samples' or 'target'",
+                                "write the windows as one dataset named 'samples'")
+            return Windows(_as_windows(path, f[arrays[0]][()]), columns, None, path, arrays[0])
+    except OSError as exc:
+        raise UserError(path, f"cannot be read as HDF5 ({exc})", "check the file") from None
+
+
+def _from_table(path: Path) -> Windows:
+    from tsdiff_cli.data.sources import read_frame
+
+    frame = read_frame(path)
+    if WINDOW_COLUMN not in frame or STEP_COLUMN not in frame:
+        raise UserError(path, f"has no '{WINDOW_COLUMN}' and '{STEP_COLUMN}' columns",
+                        "write stacked windows: one row per window and step (as `tsdiff sample` does)")
+    features = [c for c in frame.columns if c not in (WINDOW_COLUMN, STEP_COLUMN)]
+    bad = [c for c in features if not np.issubdtype(frame[c].dtype, np.number)]
+    if bad or not features:
+        raise UserError(path, f"column '{bad[0]}' is not numeric" if bad else "has no value columns",
+                        "keep only window, step and numeric feature columns")
+    frame = frame.sort_values([WINDOW_COLUMN, STEP_COLUMN], kind="stable")
+    counts = frame.groupby(WINDOW_COLUMN, sort=False).size()
+    if counts.nunique() != 1:
+        raise UserError(path, f"windows have different lengths ({counts.min()} to {counts.max()} steps)",
+                        "give every window the same number of steps")
+    values = frame[features].to_numpy(dtype=np.float32).reshape(len(counts), int(counts.iloc[0]), len(features))
+    return Windows(_as_windows(path, values), features, None, path, "stacked windows")

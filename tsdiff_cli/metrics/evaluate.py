@@ -1,0 +1,157 @@
+"""The evaluation of generated windows against real ones: every metric, repeated, into one report.
+
+``evaluate_windows`` is the core of ``tsdiff evaluate`` and of evaluation during training. The
+``full`` profile is the papers' protocol (``[eval]`` plain keys); the ``quick`` profile uses the
+``quick_*`` keys and its report says, in ``protocol``, that it is reduced and not comparable with
+published tables.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tsdiff_cli import __version__
+from tsdiff_cli.data.arrays import Windows
+from tsdiff_cli.errors import UserError
+from tsdiff_cli.settings import EvalSettings
+
+FULL_NOTE = "full protocol (TimeGAN / ImagenTime / ImagenI2R), comparable with published tables"
+QUICK_NOTE = "QUICK profile: reduced repeats and iterations, for monitoring only; not comparable with published tables"
+LABELS = {
+    "discriminative": "discriminative score",
+    "predictive": "predictive score",
+    "context_fid": "Context-FID",
+    "correlation": "correlation score",
+}
+
+#: callback(metric, done, total) for progress display.
+MetricProgress = Callable[[str, int, int], None] | None
+
+
+@dataclass
+class Prepared:
+    real: np.ndarray
+    generated: np.ndarray
+    scaling: str
+    dropped_real: int
+
+
+def prepare(real: Windows, generated: Windows) -> Prepared:
+    """Check the two sets can be compared and bring them into the same [0, 1] space.
+
+    Generated windows in original units (a table with column names) are scaled with the real
+    dataset's scaler when the real side is a tsdiff dataset; otherwise, when the real values are
+    not already within [0, 1], both sets are min-max scaled with the real data's per-feature
+    range, the space the metrics were designed for.
+    """
+    r, g = real.values, generated.values
+    if r.shape[1:] != g.shape[1:]:
+        raise UserError(generated.path, f"windows have shape (T, F) = {g.shape[1:]} but the real windows "
+                        f"({real.path}) have {r.shape[1:]}", "compare windows of the same length and features")
+    if np.isnan(g).any():
+        share = np.isnan(g).any(axis=(1, 2)).mean()
+        raise UserError(generated.path, f"generated windows contain NaN ({100 * share:.1f} % of windows)",
+                        "generated data must be complete; check the generator")
+    if not np.isfinite(g).all():
+        raise UserError(generated.path, "generated windows contain infinite values", "check the generator")
+    complete = ~np.isnan(r).any(axis=(1, 2))
+    dropped = int((~complete).sum())
+    r = r[complete]
+    if len(r) < 4 or len(g) < 4:
+        which, n = (real, len(r)) if len(r) < 4 else (generated, len(g))
+        raise UserError(which.path, f"has {n} complete windows; at least 4 are needed", "give more windows")
+
+    scaling = "as given"
+    if real.scaler is not None and generated.scaler is None and generated.columns is not None:
+        if real.columns is not None and generated.columns != real.columns:
+            if sorted(generated.columns) != sorted(real.columns):
+                raise UserError(generated.path, f"columns {generated.columns} differ from the real data's "
+                                f"{real.columns}", "compare the same variables")
+            g = g[:, :, [generated.columns.index(c) for c in real.columns]]
+        g = real.scaler.transform(g.astype(np.float64)).astype(np.float32)
+        scaling = f"generated scaled with the real dataset's {real.scaler.kind} scaler"
+    if r.min() < -1e-6 or r.max() > 1 + 1e-6:
+        lo, hi = r.min(axis=(0, 1)), r.max(axis=(0, 1))
+        span = np.where(hi > lo, hi - lo, 1.0)
+        r, g = (r - lo) / span, (g - lo) / span
+        scaling = "min-max scaled with the real data's per-feature range"
+    return Prepared(np.ascontiguousarray(r, np.float32), np.ascontiguousarray(g, np.float32), scaling, dropped)
+
+
+def _summary(values: list[float]) -> dict:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "values": [float(v) for v in arr]}
+
+
+def evaluate_windows(
+    real: np.ndarray,
+    generated: np.ndarray,
+    settings: EvalSettings,
+    *,
+    quick: bool = False,
+    device: str = "cpu",
+    progress: MetricProgress = None,
+) -> dict:
+    """All configured metrics on prepared (N, T, F) arrays in [0, 1]; returns the report dict."""
+    import torch
+
+    from tsdiff_cli.metrics import context_fid, correlation_score, discriminative_score, predictive_score
+
+    threads = settings.threads or os.cpu_count() or 1
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    metrics = settings.quick_metrics if quick else settings.metrics
+    repeats = settings.quick_repeats if quick else settings.repeats
+    seed = settings.seed
+
+    def cb(name):
+        return None if progress is None else (lambda done, total: progress(name, done, total))
+
+    results: dict[str, dict] = {}
+    start_all = time.perf_counter()
+    try:
+        for name in metrics:
+            start = time.perf_counter()
+            if name == "discriminative":
+                iters = settings.quick_disc_iterations if quick else settings.disc_iterations
+                values = discriminative_score(real, generated, repeats=repeats, iterations=iters,
+                                              batch_size=settings.batch_size, seed=seed, device=device, callback=cb(name))
+                extra = {"repeats": repeats, "iterations": iters, "batch_size": settings.batch_size}
+            elif name == "predictive":
+                iters = settings.quick_pred_iterations if quick else settings.pred_iterations
+                values = predictive_score(real, generated, repeats=repeats, iterations=iters,
+                                          batch_size=settings.batch_size, seed=seed, device=device, callback=cb(name))
+                extra = {"repeats": repeats, "iterations": iters, "batch_size": settings.batch_size}
+            elif name == "context_fid":
+                reps = min(repeats, settings.fid_repeats)
+                iters = settings.quick_fid_iterations if quick else settings.fid_iterations
+                values = context_fid(real, generated, repeats=reps, iterations=iters, seed=seed, device=device,
+                                     callback=cb(name))
+                from tsdiff_cli.metrics.ts2vec import default_iterations
+
+                extra = {"repeats": reps, "iterations": iters or default_iterations(real.size), "batch_size": 8}
+            else:
+                values = correlation_score(real, generated, subsets=settings.corr_subsets, seed=seed)
+                extra = {"repeats": settings.corr_subsets}
+                if progress is not None:
+                    progress(name, 1, 1)
+            results[name] = {**_summary(values), **extra, "seconds": round(time.perf_counter() - start, 3)}
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {
+        "tsdiff_version": __version__,
+        "profile": "quick" if quick else "full",
+        "protocol": QUICK_NOTE if quick else FULL_NOTE,
+        "seed": seed,
+        "threads": threads,
+        "device": str(device),
+        "sizes": {"real": int(len(real)), "generated": int(len(generated)), "seq_len": int(real.shape[1]),
+                  "features": int(real.shape[2])},
+        "metrics": results,
+        "seconds": round(time.perf_counter() - start_all, 3),
+    }
