@@ -14,3 +14,7 @@ class UserError(Exception):
         if fix:
             text += f"; {fix}"
         super().__init__(text)
+
+
+class Interrupted(Exception):
+    """Ctrl-C was handled (state saved); the CLI prints the message and exits with status 130."""

@@ -100,6 +100,70 @@ class DataSettings(_Section):
         return name or "dataset"
 
 
+class TSTSettings(_Section):
+    """``[tst]``: the Time Series Transformer that completes the gaps (phase 1 of training)."""
+
+    d_model: int = Field(40, ge=2, description="transformer width (paper: 40)")
+    heads: int = Field(5, ge=1, description="attention heads (paper: 5)")
+    layers: int = Field(6, ge=1, description="encoder layers (paper: 6)")
+    ff: int = Field(2048, ge=1, description="feed-forward width (paper: 2048)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in the encoder")
+    norm: Literal["batch", "layer"] = Field("batch", description="BatchNorm (paper) or LayerNorm")
+    positional: Literal["learnable", "fixed"] = Field("learnable", description="positional encoding")
+    decoder_hidden: int = Field(40, ge=1, description="hidden units of the bidirectional GRU decoder")
+    mask_channel: bool = Field(False, description="join each feature with its missingness indicator")
+    epochs: int = Field(100, ge=0, description="phase-1 (completion) epochs")
+    lr: float = Field(1e-3, gt=0, description="TST learning rate (AdamW)")
+
+    @model_validator(mode="after")
+    def _check(self) -> TSTSettings:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        return self
+
+
+class ModelSettings(_Section):
+    """``[model]``: the delay embedding and the U-Net of the diffusion model."""
+
+    delay: int = Field(3, ge=1, description="steps between the starts of image columns (paper: 3)")
+    embedding: int = Field(8, ge=1, description="steps per image column (paper: 8)")
+    channels: int = Field(64, ge=8, description="U-Net base channels (paper: 128)")
+    channel_mult: list[int] = Field([1, 2, 2], min_length=1, description="channel multiplier per resolution")
+    num_blocks: int = Field(2, ge=1, description="residual blocks per resolution")
+    attn_resolutions: list[int] = Field([4, 2], description="image sizes that get self-attention (paper: 8, 4, 2)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in residual blocks")
+
+
+class TrainSettings(_Section):
+    """``[train]``: the optimisation of ``tsdiff pretrain-tst`` and ``tsdiff train``."""
+
+    epochs: int = Field(200, ge=1, description="phase-2 (diffusion) epochs")
+    batch_size: int = Field(128, ge=1, description="windows per step")
+    lr: float = Field(1e-4, gt=0, description="diffusion learning rate (AdamW)")
+    weight_decay: float = Field(1e-5, ge=0, description="AdamW weight decay")
+    grad_clip: float = Field(1.0, gt=0, description="gradient norm clipping")
+    ema_decay: float = Field(0.9999, gt=0, lt=1, description="EMA decay of the diffusion weights")
+    ema_warmup: int = Field(100, ge=1, description="EMA warm-up: decay_t = min(decay, (1+t)/(warmup+t))")
+    eval_every: int = Field(10, ge=0, description="quick evaluation every N epochs (0: never)")
+    eval_samples: int = Field(1000, ge=4, description="windows sampled for each quick evaluation")
+    max_minutes: float = Field(0.0, ge=0, description="stop cleanly after this many minutes (0: no limit)")
+    max_steps: int = Field(0, ge=0, description="stop cleanly after this many optimisation steps, both phases (0: no limit)")
+    checkpoint_minutes: float = Field(5.0, gt=0, description="write a resumable checkpoint this often")
+    seed: int = Field(0, description="seed of initialisation, batches and noise")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description='"auto" uses a GPU when there is one')
+    runs_dir: Path = Field(Path("runs"), description="where run directories are made")
+
+
+class SampleSettings(_Section):
+    """``[sample]``: the Heun sampler of ``tsdiff sample`` and of evaluation."""
+
+    steps: int = Field(18, ge=1, description="Heun steps (paper: 18)")
+    churn: float = Field(0.0, ge=0, description="EDM stochastic churn S_churn (0: deterministic)")
+    n: int = Field(1000, ge=1, description="windows to sample")
+    batch_size: int = Field(512, ge=1, description="windows per sampling batch")
+    seed: int = Field(0, description="seed of the initial noise")
+
+
 METRIC_NAMES = ("discriminative", "predictive", "context_fid", "correlation")
 MetricName = Literal["discriminative", "predictive", "context_fid", "correlation"]
 
@@ -143,6 +207,10 @@ class Settings(BaseSettings):
     )
 
     data: DataSettings = Field(default_factory=DataSettings)
+    tst: TSTSettings = Field(default_factory=TSTSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    sample: SampleSettings = Field(default_factory=SampleSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
 
     @classmethod

@@ -16,7 +16,9 @@ from tsdiff_cli import __version__
 from tsdiff_cli.cli import config as config_cmd
 from tsdiff_cli.cli import evaluate as evaluate_cmd
 from tsdiff_cli.cli import preprocess as preprocess_cmd
-from tsdiff_cli.errors import UserError
+from tsdiff_cli.cli import sample as sample_cmd
+from tsdiff_cli.cli import train as train_cmd
+from tsdiff_cli.errors import Interrupted, UserError
 
 
 class _Group(TyperGroup):
@@ -28,6 +30,9 @@ class _Group(TyperGroup):
         except UserError as exc:
             typer.echo(f"tsdiff: error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except Interrupted as exc:
+            typer.echo(f"tsdiff: interrupted: {exc}", err=True)
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(
@@ -61,6 +66,9 @@ def _root(
 
 
 app.command("preprocess")(preprocess_cmd.preprocess_command)
+app.command("pretrain-tst")(train_cmd.pretrain_tst_command)
+app.command("train")(train_cmd.train_command)
+app.command("sample")(sample_cmd.sample_command)
 app.command("evaluate")(evaluate_cmd.evaluate_command)
 app.add_typer(config_cmd.app, name="config")
 

@@ -42,18 +42,13 @@ def evaluate_command(
         out = output or Path("report.json")
     else:
         _require_generator(run)
-        raise UserError(run, f"tsdiff {_version()} cannot sample from this run", "compare sample files with --real/--generated")
+        report = _evaluate_run(run, settings, quick, plots, quiet)
+        out = output or run / "report.json"
     from tsdiff_cli.atomic import ensure_writable, write_text
 
     write_text(ensure_writable(out, "report"), json.dumps(report, indent=2) + "\n")
     if not quiet:
         _print_report(report, out)
-
-
-def _version() -> str:
-    from tsdiff_cli import __version__
-
-    return __version__
 
 
 def _require_generator(run: Path) -> None:
@@ -66,15 +61,40 @@ def _require_generator(run: Path) -> None:
                         "train one with `tsdiff train CONFIG`, or compare files with --real/--generated")
 
 
+def _evaluate_run(run: Path, settings, quick: bool, plots: Path | None, quiet: bool) -> dict:
+    """Sample as many windows as the run's dataset has and score them against its ground truth
+    (all windows, complete where the benchmark removed points), as the paper does."""
+    from tsdiff_cli.data.arrays import Windows
+    from tsdiff_cli.data.store import read_dataset
+    from tsdiff_cli.runs import MODEL_FILE, load_model
+    from tsdiff_cli.training.train import run_settings, sample_from_run
+
+    rs = run_settings(run)
+    _, meta = load_model(run / MODEL_FILE)
+    dataset = Path(meta["dataset"])
+    ds = read_dataset(dataset)
+    if not quiet:
+        print(f"sampling {len(ds.target)} windows from {run} ({rs.sample.steps} Heun steps)…", flush=True)
+    scaled, _, _ = sample_from_run(run, len(ds.target), steps=rs.sample.steps, seed=rs.sample.seed,
+                                   batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device)
+    real = Windows(ds.target, ds.columns, None, dataset, "target")
+    generated = Windows(scaled, ds.columns, None, run, "samples")
+    return _score(real, generated, settings, quick, plots, quiet, str(dataset), str(run))
+
+
 def _evaluate_files(real_path: Path, gen_path: Path, settings, quick: bool, plots: Path | None, quiet: bool) -> dict:
     from tsdiff_cli.data.arrays import read_windows
+
+    return _score(read_windows(real_path), read_windows(gen_path), settings, quick, plots, quiet, str(real_path), str(gen_path))
+
+
+def _score(real, generated, settings, quick, plots, quiet, real_name: str, gen_name: str) -> dict:
     from tsdiff_cli.metrics.evaluate import LABELS, evaluate_windows, prepare
 
     if plots is not None:
         from tsdiff_cli.atomic import ensure_writable
 
         ensure_writable(plots / "pca.png", "plots")
-    real, generated = read_windows(real_path), read_windows(gen_path)
     prepared = prepare(real, generated)
     if quiet:
         report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick)
@@ -93,8 +113,8 @@ def _evaluate_files(real_path: Path, gen_path: Path, settings, quick: bool, plot
 
             report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick, progress=progress)
     report["inputs"] = {
-        "real": {"path": str(real_path), "read": real.what, "windows_dropped_incomplete": prepared.dropped_real},
-        "generated": {"path": str(gen_path), "read": generated.what},
+        "real": {"path": real_name, "read": real.what, "windows_dropped_incomplete": prepared.dropped_real},
+        "generated": {"path": gen_name, "read": generated.what},
         "scaling": prepared.scaling,
     }
     if plots is not None:

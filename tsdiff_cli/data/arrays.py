@@ -100,3 +100,38 @@ def _from_table(path: Path) -> Windows:
                         "give every window the same number of steps")
     values = frame[features].to_numpy(dtype=np.float32).reshape(len(counts), int(counts.iloc[0]), len(features))
     return Windows(_as_windows(path, values), features, None, path, "stacked windows")
+
+
+def write_windows(path: Path | str, values: np.ndarray, columns: list[str], attrs: dict | None = None) -> Path:
+    """Write windows (N, T, F) atomically as .csv / .parquet (stacked, with ``window`` and ``step``
+    columns), .h5 (dataset ``samples``, attribute ``columns``) or .npy, chosen by the suffix."""
+    from tsdiff_cli.atomic import atomic_output, ensure_writable
+
+    path = ensure_writable(Path(path), "output")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq", ".h5", ".hdf5", ".npy"):
+        raise UserError(path, "unknown output type", "use .csv, .parquet, .h5 or .npy")
+    with atomic_output(path) as tmp:
+        if suffix == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, values.astype(np.float32))
+        elif suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("samples", data=values.astype(np.float32))
+                f.attrs["columns"] = json.dumps(columns)
+                for k, v in (attrs or {}).items():
+                    f.attrs[k] = v
+        else:
+            import pandas as pd
+
+            n, t, f = values.shape
+            frame = pd.DataFrame(values.reshape(n * t, f), columns=columns)
+            frame.insert(0, STEP_COLUMN, np.tile(np.arange(t), n))
+            frame.insert(0, WINDOW_COLUMN, np.repeat(np.arange(n), t))
+            if suffix == ".csv":
+                frame.to_csv(tmp, index=False, float_format="%.6g")
+            else:
+                frame.to_parquet(tmp, index=False)
+    return path

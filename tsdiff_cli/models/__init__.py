@@ -1,0 +1,1 @@
+"""Pure torch modules, each with an architecture-only config dataclass."""

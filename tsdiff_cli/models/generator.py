@@ -1,0 +1,95 @@
+"""The ImagenI2R generator: TST completion + delay-embedded images + an EDM-preconditioned U-Net.
+
+``GeneratorConfig`` holds architecture only (it travels in the metadata of model.safetensors);
+``sample_windows`` turns Gaussian noise into regular windows in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from tsdiff_cli.models.delay import DelayEmbedding
+from tsdiff_cli.models.edm import Denoiser, heun_sample
+from tsdiff_cli.models.tst import TST, TSTConfig
+from tsdiff_cli.models.unet import UNet, UNetConfig
+
+
+@dataclass
+class GeneratorConfig:
+    seq_len: int
+    features: int
+    delay: int
+    embedding: int
+    tst: TSTConfig
+    unet: UNetConfig
+
+    def to_json(self) -> str:
+        return json.dumps({"seq_len": self.seq_len, "features": self.features, "delay": self.delay,
+                           "embedding": self.embedding, "tst": self.tst.to_dict(), "unet": self.unet.to_dict()})
+
+    @classmethod
+    def from_json(cls, text: str) -> GeneratorConfig:
+        d = json.loads(text)
+        return cls(d["seq_len"], d["features"], d["delay"], d["embedding"], TSTConfig(**d["tst"]), UNetConfig(**d["unet"]))
+
+
+def image_multiple(channel_mult: list[int]) -> int:
+    """The U-Net halves the image once per extra resolution level."""
+    return 2 ** (len(channel_mult) - 1)
+
+
+def build_config(settings, seq_len: int, features: int) -> GeneratorConfig:
+    """Architecture from ``[tst]`` and ``[model]`` settings for windows of (seq_len, features)."""
+    m, t = settings.model, settings.tst
+    embed = DelayEmbedding(seq_len, m.delay, m.embedding, image_multiple(m.channel_mult))
+    tst = TSTConfig(features=features, seq_len=seq_len, d_model=t.d_model, heads=t.heads, layers=t.layers, ff=t.ff,
+                    dropout=t.dropout, norm=t.norm, positional=t.positional, decoder_hidden=t.decoder_hidden,
+                    mask_channel=t.mask_channel)
+    unet = UNetConfig(image_size=embed.side, in_channels=features, channels=m.channels, channel_mult=list(m.channel_mult),
+                      num_blocks=m.num_blocks, attn_resolutions=list(m.attn_resolutions), dropout=m.dropout)
+    return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet)
+
+
+class Generator(nn.Module):
+    """The trainable parts: ``tst`` (completion) and ``denoiser`` (EDM-wrapped U-Net)."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tst = TST(cfg.tst)
+        self.denoiser = Denoiser(UNet(cfg.unet))
+        self.embed = DelayEmbedding(cfg.seq_len, cfg.delay, cfg.embedding, image_multiple(cfg.unet.channel_mult))
+
+    def to_image(self, windows01: torch.Tensor) -> torch.Tensor:
+        """Windows in [0, 1] → images in [−1, 1] (the EDM data range, σ_data = 0.5)."""
+        return self.embed.to_image(windows01 * 2 - 1)
+
+    def to_windows(self, images: torch.Tensor) -> torch.Tensor:
+        return ((self.embed.to_series(images) + 1) / 2).clamp(0, 1)
+
+
+@torch.inference_mode()
+def sample_windows(model: Generator, n: int, *, steps: int = 18, churn: float = 0.0, seed: int = 0,
+                   batch_size: int = 512, device: str | torch.device = "cpu",
+                   callback: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """``n`` regular windows (n, T, F) in [0, 1] from the model's denoiser (Heun, EDM Alg. 2)."""
+    gen = torch.Generator().manual_seed(seed)
+    side, features = model.embed.side, model.cfg.features
+    model.eval()
+    out = []
+    done = 0
+    batches = -(-n // batch_size)
+    for b in range(batches):
+        size = min(batch_size, n - done)
+        noise = torch.randn(size, features, side, side, generator=gen).to(device)
+        images = heun_sample(model.denoiser, noise, steps, churn=churn, generator=gen,
+                             callback=None if callback is None else (lambda i, s, b=b: callback(b * s + i, batches * s)))
+        out.append(model.to_windows(images).cpu())
+        done += size
+    return torch.cat(out).numpy()

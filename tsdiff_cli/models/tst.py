@@ -1,0 +1,121 @@
+"""Time Series Transformer completion (Zerveas et al., KDD 2021, as the first step of ImagenI2R).
+
+Encoder: a linear input projection, a fixed (sinusoidal) or learnable positional encoding, and
+a transformer encoder whose attention ignores time steps where every feature is missing (a
+key-padding mask), normalised with BatchNorm (the TST paper's choice for time series) or
+LayerNorm. Decoder: a bidirectional GRU, a linear layer and a sigmoid, giving a value for every
+step and feature. Inputs have their gaps filled by forward then backward propagation (zeros
+where a feature is never seen); with ``mask_channel`` each feature is joined by its missingness
+indicator. Trained with MSE on the observed values only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TSTConfig:
+    features: int
+    seq_len: int
+    d_model: int = 40
+    heads: int = 5
+    layers: int = 6
+    ff: int = 2048
+    dropout: float = 0.1
+    norm: str = "batch"  # "batch" | "layer"
+    positional: str = "learnable"  # "learnable" | "fixed"
+    decoder_hidden: int = 40
+    mask_channel: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fill_gaps(x: torch.Tensor) -> torch.Tensor:
+    """NaNs filled by the last observation, then by the next one, then zeros; (B, T, F), vectorised."""
+    observed = ~torch.isnan(x)
+    t = torch.arange(x.shape[1], device=x.device).view(1, -1, 1)
+    last = torch.where(observed, t, torch.zeros_like(t) - 1).cummax(dim=1).values
+    nxt = torch.where(observed, t, torch.full_like(t, x.shape[1])).flip(1).cummin(dim=1).values.flip(1)
+    zero = torch.nan_to_num(x, nan=0.0)
+    fwd = torch.gather(zero, 1, last.clamp_min(0).expand_as(x))
+    bwd = torch.gather(zero, 1, nxt.clamp_max(x.shape[1] - 1).expand_as(x))
+    return torch.where(observed, zero, torch.where(last >= 0, fwd, torch.where(nxt < x.shape[1], bwd, 0.0)))
+
+
+class _Norm(nn.Module):
+    def __init__(self, kind: str, dim: int):
+        super().__init__()
+        self.batch = kind == "batch"
+        self.norm = nn.BatchNorm1d(dim) if self.batch else nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D)
+        return self.norm(x.transpose(1, 2)).transpose(1, 2) if self.batch else self.norm(x)
+
+
+class _EncoderLayer(nn.Module):
+    """Post-norm transformer layer: x + attention → norm → x + feed-forward → norm."""
+
+    def __init__(self, cfg: TSTConfig):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.heads, dropout=cfg.dropout, batch_first=True)
+        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.ff), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.ff, cfg.d_model))
+        self.norm1, self.norm2 = _Norm(cfg.norm, cfg.d_model), _Norm(cfg.norm, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+        a, _ = self.attn(x, x, x, key_padding_mask=padding, need_weights=False)
+        x = self.norm1(x + self.drop(a))
+        return self.norm2(x + self.drop(self.ff(x)))
+
+
+class TST(nn.Module):
+    def __init__(self, cfg: TSTConfig):
+        super().__init__()
+        self.cfg = cfg
+        inputs = cfg.features * (2 if cfg.mask_channel else 1)
+        self.project = nn.Linear(inputs, cfg.d_model)
+        if cfg.positional == "learnable":
+            self.position = nn.Parameter(torch.empty(1, cfg.seq_len, cfg.d_model).uniform_(-0.02, 0.02))
+        else:
+            pos = torch.arange(cfg.seq_len).unsqueeze(1)
+            freq = torch.exp(torch.arange(0, cfg.d_model, 2) * (-math.log(10000.0) / cfg.d_model))
+            table = torch.zeros(1, cfg.seq_len, cfg.d_model)
+            table[0, :, 0::2] = torch.sin(pos * freq)
+            table[0, :, 1::2] = torch.cos(pos * freq)[:, : cfg.d_model // 2]
+            self.register_buffer("position", table)
+        self.layers = nn.ModuleList(_EncoderLayer(cfg) for _ in range(cfg.layers))
+        self.decoder = nn.GRU(cfg.d_model, cfg.decoder_hidden, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * cfg.decoder_hidden, cfg.features)
+
+    def forward(self, observed: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) with NaN where missing → a complete (B, T, F) reconstruction in (0, 1)."""
+        mask = ~torch.isnan(observed)
+        x = fill_gaps(observed)
+        if self.cfg.mask_channel:
+            x = torch.cat([x, mask.to(x.dtype)], dim=-1)
+        h = self.project(x) + self.position
+        padding = ~mask.any(dim=-1)  # steps with nothing observed: no attention to them
+        padding = padding & ~padding.all(dim=1, keepdim=True)  # a fully empty window attends to all
+        for layer in self.layers:
+            h = layer(h, padding)
+        h, _ = self.decoder(F.gelu(h))
+        return torch.sigmoid(self.out(h))
+
+
+def reconstruction_loss(prediction: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """MSE over observed values only."""
+    mask = ~torch.isnan(observed)
+    diff = torch.where(mask, prediction - torch.nan_to_num(observed), torch.zeros_like(prediction))
+    return diff.pow(2).sum() / mask.sum().clamp_min(1)
+
+
+def complete(prediction: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """Observed values kept, gaps taken from the TST's prediction."""
+    return torch.where(torch.isnan(observed), prediction, observed)

@@ -1,0 +1,146 @@
+"""An ADM-style U-Net (Dhariwal & Nichol 2021, the architecture EDM and ImagenTime build on).
+
+Residual blocks of GroupNorm → SiLU → 3×3 conv, with the noise-level embedding applied as a
+scale and shift after the second normalisation; self-attention at the configured resolutions;
+skip connections from every encoder block to the decoder; average-pool down and nearest up.
+The network knows nothing of σ beyond the ``noise_label`` it is given: the EDM
+preconditioning lives in :mod:`tsdiff_cli.models.edm`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class UNetConfig:
+    image_size: int
+    in_channels: int
+    channels: int = 64
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
+    num_blocks: int = 2
+    attn_resolutions: list[int] = field(default_factory=lambda: [4, 2])
+    dropout: float = 0.1
+    heads_channels: int = 64  # channels per attention head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _groups(ch: int) -> int:
+    for g in (32, 16, 8, 4, 2, 1):
+        if ch % g == 0 and ch // g >= 2:
+            return g
+    return 1
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class NoiseEmbedding(nn.Module):
+    """Sinusoidal features of the noise label, then an MLP (as ADM's timestep embedding)."""
+
+    def __init__(self, channels: int, dim: int):
+        super().__init__()
+        self.channels = channels
+        self.mlp = nn.Sequential(nn.Linear(channels, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, label: torch.Tensor) -> torch.Tensor:
+        half = self.channels // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=label.device, dtype=torch.float32) / half)
+        angles = label.float().view(-1, 1) * freqs.view(1, -1)
+        return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=1))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * c_out)
+        self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
+        self.drop = nn.Dropout(dropout)
+        self.conv2 = _zero(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.drop(F.silu(h)))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    def __init__(self, ch: int, head_channels: int):
+        super().__init__()
+        self.heads = max(1, ch // head_channels)
+        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.proj = _zero(nn.Conv2d(ch, ch, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, hh, ww = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, hh * ww).unbind(1)
+        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, hh, ww))
+
+
+class UNet(nn.Module):
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch0 = cfg.channels
+        emb_dim = 4 * ch0
+        self.embed = NoiseEmbedding(ch0, emb_dim)
+        self.stem = nn.Conv2d(cfg.in_channels, ch0, 3, padding=1)
+        self.down = nn.ModuleList()
+        skips, ch, res = [ch0], ch0, cfg.image_size
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_blocks):
+                self.down.append(nn.ModuleList([ResBlock(ch, ch0 * mult, emb_dim, cfg.dropout)]
+                                                + ([Attention(ch0 * mult, cfg.heads_channels)] if res in cfg.attn_resolutions else [])))
+                ch = ch0 * mult
+                skips.append(ch)
+            if level < len(cfg.channel_mult) - 1:
+                self.down.append(nn.ModuleList([nn.AvgPool2d(2)]))
+                skips.append(ch)
+                res //= 2
+        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.dropout), Attention(ch, cfg.heads_channels),
+                                  ResBlock(ch, ch, emb_dim, cfg.dropout)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for i in range(cfg.num_blocks + 1):
+                block = [ResBlock(ch + skips.pop(), ch0 * mult, emb_dim, cfg.dropout)]
+                ch = ch0 * mult
+                if res in cfg.attn_resolutions:
+                    block.append(Attention(ch, cfg.heads_channels))
+                if level > 0 and i == cfg.num_blocks:
+                    block.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                    res *= 2
+                self.up.append(nn.ModuleList(block))
+        self.head = nn.Sequential(nn.GroupNorm(_groups(ch), ch), nn.SiLU(), _zero(nn.Conv2d(ch, cfg.in_channels, 3, padding=1)))
+
+    def forward(self, x: torch.Tensor, noise_label: torch.Tensor) -> torch.Tensor:
+        emb = self.embed(noise_label)
+        h = self.stem(x)
+        stack = [h]
+        for block in self.down:
+            for layer in block:
+                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+            stack.append(h)
+        for layer in self.mid:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        for block in self.up:
+            h = torch.cat([h, stack.pop()], dim=1)
+            for layer in block:
+                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        return self.head(h)
