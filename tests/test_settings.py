@@ -74,7 +74,7 @@ def test_missing_config_file(tmp_path):
         load_settings(tmp_path / "absent.toml", environ={})
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "config").glob("*.toml")))
+@pytest.mark.parametrize("preset", sorted(str(p.relative_to(REPO / "config")) for p in (REPO / "config").rglob("*.toml")))
 def test_presets_load_and_show_round_trips(cli, preset, tmp_path):
     path = REPO / "config" / preset
     result = cli("config", "show", path, env={"TSDIFF_DATA__SEED": "11"})

@@ -135,7 +135,7 @@ class GeneratorTrainer:
         phases = [("tst", self.s.tst.epochs)] + ([] if self.tst_only else [("diffusion", self.s.train.epochs)])
         names = [name for name, _ in phases]
         start = names.index(self.pos.phase) if self.pos.phase in names else len(names)
-        for phase, epochs in phases[start:]:
+        for i, (phase, epochs) in enumerate(phases[start:], start):
             self.pos.phase = phase
             while self.pos.epoch < epochs:
                 batches = self._batches(self.pos.epoch)
@@ -160,9 +160,10 @@ class GeneratorTrainer:
                 every = self.s.train.eval_every
                 if phase == "diffusion" and every and (self.pos.epoch % every == 0 or self.pos.epoch == epochs):
                     self.evaluate()
+            # the phase is complete: a checkpoint from here on resumes with the next one
+            self.pos.phase = names[i + 1] if i + 1 < len(names) else "done"
             self.pos.epoch, self.pos.batch = 0, 0
             self.checkpoint()
-        self.pos.phase = "done"
         return "finished"
 
     def _check(self, loss: torch.Tensor, what: str) -> None:

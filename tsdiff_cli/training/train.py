@@ -93,7 +93,8 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     run.set_status(state="running", command=command, phase=trainer.pos.phase, step=trainer.pos.step)
     try:
         reason = trainer.fit()
-        if reason != "finished" and not tst_only and settings.train.eval_every and trainer.pos.phase == "diffusion":
+        if reason != "finished" and not tst_only and settings.train.eval_every and trainer.pos.phase == "diffusion" \
+                and trainer.pos.step > 0:
             trainer.evaluate()  # a budget-stopped run ends with an evaluated model
         trainer.checkpoint()
         if tst_only:

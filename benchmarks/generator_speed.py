@@ -1,0 +1,87 @@
+"""Speed and size of the generator at the paper preset and at the CPU default (stock, seq_len 24).
+
+For each preset, in a fresh process: U-Net and TST parameters, phase-2 training step time at
+batch 128 (TST refinement + masked EDM loss + EMA, as `tsdiff train` runs it), sampling speed
+with 18 Heun steps (35 network evaluations per window), peak RSS and the size of a resumable
+checkpoint and of model.safetensors.
+
+    python benchmarks/generator_speed.py [config/stock.toml config/paper/stock.toml ...]
+
+Reference implementation at the paper preset on this machine kind (DESIGN.md): 3.53 s per
+training step, ≈ 4.9 sequences/s sampling, 3.7 GiB peak RSS, 935 MB checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure(config: str, steps: int = 6, samples: int = 512) -> dict:
+    import numpy as np
+    import torch
+
+    from tsdiff_cli.models.generator import build_config, sample_windows
+    from tsdiff_cli.runs import Run
+    from tsdiff_cli.settings import load_settings
+    from tsdiff_cli.training.generator import GeneratorTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        s = load_settings(ROOT / config, {"data": {"output": Path(tmp) / "d.h5"}, "train": {"runs_dir": Path(tmp) / "runs", "device": "cpu"}})
+        from tsdiff_cli.data.preprocess import preprocess
+
+        ds = preprocess(s.data).dataset
+        cfg = build_config(s, ds.observed.shape[1], ds.observed.shape[2])
+        run = Run.create(s.train.runs_dir, "bench", "b", "")
+        trainer = GeneratorTrainer(s, cfg, ds.observed, ds.target, run, torch.device("cpu"))
+        batches = trainer._batches(0)
+        trainer._diffusion_step(batches[0])  # warm-up
+        start = time.perf_counter()
+        for i in range(steps):
+            trainer._diffusion_step(batches[1 + i])
+        step = (time.perf_counter() - start) / steps
+        model = trainer.load_ema()
+        sample_windows(model, 8, steps=18, batch_size=8)  # warm-up
+        start = time.perf_counter()
+        sample_windows(model, samples, steps=18, batch_size=s.sample.batch_size)
+        per_s = samples / (time.perf_counter() - start)
+        trainer.checkpoint()
+        trainer.write_model()
+        ckpt = sum(p.stat().st_size for p in (run.path / "checkpoints").glob("*.safetensors"))
+        model_size = (run.path / "model.safetensors").stat().st_size
+    return {
+        "config": config,
+        "unet_params_M": sum(p.numel() for p in trainer.model.denoiser.parameters()) / 1e6,
+        "tst_params_M": sum(p.numel() for p in trainer.model.tst.parameters()) / 1e6,
+        "train_step_s": step,
+        "train_seq_per_s": s.train.batch_size / step,
+        "sample_seq_per_s": per_s,
+        "peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "checkpoint_MB": ckpt / 1e6,
+        "model_MB": model_size / 1e6,
+    }
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--one":
+        print(json.dumps(measure(sys.argv[2])))
+        return
+    configs = sys.argv[1:] or ["config/stock.toml", "config/paper/stock.toml"]
+    print(f"{'config':<26}{'U-Net M':>9}{'TST M':>7}{'step s':>9}{'train seq/s':>13}{'sample seq/s':>14}{'RSS GiB':>9}{'ckpt MB':>9}{'model MB':>10}")
+    for config in configs:
+        out = subprocess.run([sys.executable, __file__, "--one", config], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{config:<26}{r['unet_params_M']:>9.2f}{r['tst_params_M']:>7.2f}{r['train_step_s']:>9.3f}"
+              f"{r['train_seq_per_s']:>13.0f}{r['sample_seq_per_s']:>14.1f}{r['peak_rss_GiB']:>9.2f}"
+              f"{r['checkpoint_MB']:>9.1f}{r['model_MB']:>10.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The generator's parts, each against what the papers say it must do."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tsdiff_cli.errors import UserError
+from tsdiff_cli.models.delay import DelayEmbedding, delay_layout
+from tsdiff_cli.models.edm import Denoiser, EMA, heun_sample, karras_sigmas, masked_edm_loss
+from tsdiff_cli.models.tst import TST, TSTConfig, complete, fill_gaps, reconstruction_loss
+
+
+def test_delay_embedding_layout_matches_the_paper_preset():
+    index, side = delay_layout(24, 3, 8)
+    grid = index.view(side, side)
+    assert side == 8  # seq_len 24, delay 3, embedding 8 → an 8×8 image
+    assert grid[:, 0].tolist() == list(range(8))  # column 0: steps 0..7
+    assert grid[:, 1].tolist() == list(range(3, 11))  # every `delay` steps
+    assert grid[:, 6].tolist() == [18, 19, 20, 21, 22, 23, -1, -1]  # the last, partial column is kept
+    assert (grid[:, 7] == -1).all()  # zero padding to a square
+    assert delay_layout(24, 3, 8, multiple=16)[1] == 16
+
+
+def test_series_image_round_trip_is_exact_and_inverse_averages():
+    emb = DelayEmbedding(24, 3, 8)
+    x = torch.rand(5, 24, 3, dtype=torch.float64)
+    image = emb.to_image(x)
+    torch.testing.assert_close(emb.to_series(image), x)
+    torch.testing.assert_close(emb.to_image(emb.to_series(image)), image)
+    noisy = image + torch.randn_like(image)
+    index, side = delay_layout(24, 3, 8)
+    flat = noisy.reshape(5, 3, -1)
+    expected = torch.stack([flat[:, :, index == t].mean(-1) for t in range(24)], dim=1)
+    torch.testing.assert_close(emb.to_series(noisy), expected)
+
+
+@pytest.mark.parametrize("args", [(24, 3, 30), (24, 9, 8), (24, 0, 8)])
+def test_impossible_embeddings_say_what_works(args):
+    with pytest.raises(UserError, match="delay"):
+        delay_layout(*args)
+
+
+def test_fill_gaps_forward_then_backward_then_zero():
+    nan = float("nan")
+    x = torch.tensor([[[nan, nan], [1.0, nan], [nan, nan], [3.0, nan]]])
+    filled = fill_gaps(x)
+    assert filled[0, :, 0].tolist() == [1.0, 1.0, 1.0, 3.0]
+    assert filled[0, :, 1].tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_tst_ignores_all_missing_steps_and_learns_only_from_observed():
+    torch.manual_seed(0)
+    cfg = TSTConfig(features=3, seq_len=12, d_model=8, heads=2, layers=2, ff=16, decoder_hidden=8, dropout=0.0,
+                    norm="layer", mask_channel=True)
+    tst = TST(cfg).eval()
+    x = torch.rand(4, 12, 3)
+    x[:, 5] = float("nan")  # a whole step missing
+    x[0, 2, 1] = float("nan")
+    out = tst(x)
+    assert out.shape == x.shape and torch.isfinite(out).all() and (out > 0).all() and (out < 1).all()
+    # a window with nothing observed at all still gets a finite completion
+    empty = torch.full((1, 12, 3), float("nan"))
+    assert torch.isfinite(tst(torch.cat([x, empty]))).all()
+    pred = torch.rand_like(out)
+    loss = reconstruction_loss(pred, x)
+    other = x.clone()
+    other[torch.isnan(x)] = float("nan")
+    assert torch.equal(reconstruction_loss(pred, other), loss)
+    assert torch.equal(complete(pred, x)[~torch.isnan(x)], x[~torch.isnan(x)])
+
+
+class _Spy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.7))
+        self.seen = None
+
+    def forward(self, x, sigma):
+        self.seen = x.detach().clone()
+        return x * self.w
+
+
+def test_masked_loss_noises_and_scores_observed_pixels_only():
+    torch.manual_seed(0)
+    context = torch.rand(2, 3, 8, 8) * 2 - 1
+    mask = (torch.rand_like(context) > 0.4).float()
+    sigma, noise = torch.tensor([0.5, 2.0]), torch.randn_like(context)
+    spy = _Spy()
+    loss = masked_edm_loss(spy, context, context, mask, sigma, noise)
+    # completed (unobserved) pixels reach the network clean, observed ones with σ·n added
+    torch.testing.assert_close(spy.seen[mask == 0], context[mask == 0])
+    torch.testing.assert_close(spy.seen, context + sigma.view(-1, 1, 1, 1) * noise * mask)
+    # changing the targets of completed pixels does not move the loss
+    other = context.clone()
+    other[mask == 0] += 5.0
+    torch.testing.assert_close(masked_edm_loss(spy, context, other, mask, sigma, noise), loss)
+    # gradients flow only from observed pixels
+    out = context.clone().requires_grad_()
+    masked_edm_loss(lambda x, s: out, context, context + 0.1, mask, sigma, noise).backward()
+    assert (out.grad[mask == 0] == 0).all() and (out.grad[mask == 1] != 0).all()
+
+
+def test_preconditioning_and_sampler():
+    zero_net = lambda x, c: torch.zeros_like(x)  # noqa: E731
+    d = Denoiser(zero_net)
+    x, s = torch.ones(1, 1, 2, 2), torch.tensor([2.0])
+    torch.testing.assert_close(d(x, s), x * 0.25 / (4 + 0.25))  # c_skip = σd² / (σ² + σd²)
+    sig = karras_sigmas(18)
+    assert sig[0] == pytest.approx(80.0) and sig[-2] == pytest.approx(0.002) and sig[-1] == 0 and len(sig) == 19
+    # the exact denoiser of a point mass at c brings any noise to c
+    c = torch.full((3, 2, 4, 4), 0.3)
+    calls = []
+    out = heun_sample(lambda x, s: c, torch.randn(3, 2, 4, 4), 18, callback=lambda i, n: calls.append(i))
+    torch.testing.assert_close(out, c)
+    assert calls == list(range(1, 19))
+
+
+def test_ema_warms_up_then_follows_slowly():
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(net.weight)
+    ema = EMA(net, decay=0.9999, warmup=10)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net)  # decay (1 + 1) / (10 + 1)
+    assert ema.shadow["weight"].item() == pytest.approx(1 - 2 / 11)
+    assert math.isclose(min(0.9999, (1 + 10**6) / (10 + 10**6)), 0.9999)

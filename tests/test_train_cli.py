@@ -1,0 +1,165 @@
+"""pretrain-tst / train / sample / evaluate RUN through the CLI, on tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from tsdiff_cli.data.store import read_dataset
+from conftest import write_toml
+
+TINY = """
+[data]
+source = "stock"
+missing_rate = 0.3
+reverse_rows = true
+val_fraction = 0.9
+test_fraction = 0.0
+output = "data/tiny.h5"
+[tst]
+d_model = 8
+heads = 2
+layers = 1
+ff = 16
+decoder_hidden = 8
+epochs = 1
+[model]
+channels = 8
+channel_mult = [1, 2]
+num_blocks = 1
+attn_resolutions = [4]
+[train]
+epochs = 2
+batch_size = 128
+eval_every = 0
+device = "cpu"
+[sample]
+steps = 3
+batch_size = 64
+"""
+
+
+@pytest.fixture
+def tiny(workdir):
+    return write_toml(workdir / "tiny.toml", TINY)
+
+
+def _latest(workdir):
+    return (workdir / "runs" / "latest").resolve()
+
+
+def test_train_makes_a_complete_run_and_samples_in_original_units(cli, workdir, tiny):
+    result = cli("train", tiny, "-q")
+    assert result.exit_code == 0, result.output
+    run = _latest(workdir)
+    assert (workdir / "data" / "tiny.h5").is_file()  # preprocessed on the way
+    for name in ("config.toml", "metrics.jsonl", "status.json", "model.safetensors", "checkpoints/latest.json"):
+        assert (run / name).exists(), name
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["step"] == 3 + 2 * 3
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"tst", "diffusion"} <= {line["phase"] for line in lines if line["kind"] == "train"}
+    assert all({"time", "kind", "phase", "step", "epoch"} <= set(line) for line in lines)
+
+    ds = read_dataset(workdir / "data" / "tiny.h5")
+    for name in ("s.csv", "s.parquet", "s.h5", "s.npy"):
+        result = cli("sample", "runs/latest", "-n", "7", "-o", name, "--seed", "4", "-q")
+        assert result.exit_code == 0, result.output
+    frame = pd.read_csv(workdir / "s.csv")
+    assert list(frame.columns) == ["window", "step"] + ds.columns and len(frame) == 7 * 24
+    values = frame[ds.columns].to_numpy().reshape(7, 24, 6)
+    lo, hi = ds.scaler.offset, ds.scaler.offset + ds.scaler.scale
+    assert (values >= lo - 1e-3 * abs(lo)).all() and (values <= hi * 1.001).all()  # original units, within range
+    np.testing.assert_allclose(np.load(workdir / "s.npy"), values, rtol=1e-5)
+    np.testing.assert_allclose(pd.read_parquet(workdir / "s.parquet")[ds.columns].to_numpy(), frame[ds.columns].to_numpy(), rtol=1e-5)
+    again = cli("sample", "runs/latest", "-n", "7", "-o", "again.csv", "--seed", "4", "-q")
+    assert again.exit_code == 0 and (workdir / "again.csv").read_text() == (workdir / "s.csv").read_text()
+
+    env = {"TSDIFF_EVAL__REPEATS": "1", "TSDIFF_EVAL__DISC_ITERATIONS": "20"}
+    result = cli("evaluate", "runs/latest", "--quick", "-q", env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "report.json").read_text())
+    assert report["sizes"]["generated"] == report["sizes"]["real"] == len(ds.target)
+
+
+def test_resume_continues_exactly(cli, workdir, tiny):
+    straight = cli("train", tiny, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "6"})
+    assert straight.exit_code == 0, straight.output
+    a = _latest(workdir)
+    first = cli("train", tiny, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "4"})
+    assert first.exit_code == 0, first.output
+    b = _latest(workdir)
+    assert a != b and json.loads((b / "status.json").read_text())["step"] == 4
+    resumed = cli("train", "--resume", b, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "6"})
+    assert resumed.exit_code == 0, resumed.output
+
+    def final(run):
+        name = json.loads((run / "checkpoints" / "latest.json").read_text())["name"]
+        return load_file(str(run / "checkpoints" / f"{name}.safetensors"))
+
+    ta, tb = final(a), final(b)
+    assert ta.keys() == tb.keys()
+    for key in ta:
+        if not key.startswith("rng."):
+            assert np.array_equal(ta[key].numpy(), tb[key].numpy()), key
+
+
+def test_pretrained_tst_is_reused(cli, workdir, tiny):
+    result = cli("pretrain-tst", tiny, "-q")
+    assert result.exit_code == 0, result.output
+    tst_run = _latest(workdir)
+    assert (tst_run / "tst.safetensors").is_file() and not (tst_run / "model.safetensors").exists()
+    assert cli("evaluate", tst_run).exit_code == 2  # a TST alone is no generator
+    result = cli("train", tiny, "--tst", tst_run, "-q")
+    assert result.exit_code == 0, result.output
+    status = json.loads((_latest(workdir) / "status.json").read_text())
+    assert status["step"] == 2 * 3  # diffusion only
+
+
+def test_ctrl_c_writes_a_checkpoint_and_exits_130(cli, workdir, tiny, monkeypatch):
+    from tsdiff_cli.training import generator
+
+    original = generator.GeneratorTrainer._diffusion_step
+
+    def interrupted(self, idx):
+        if self.pos.step == 4:
+            raise KeyboardInterrupt
+        return original(self, idx)
+
+    monkeypatch.setattr(generator.GeneratorTrainer, "_diffusion_step", interrupted)
+    result = cli("train", tiny, "-q")
+    assert result.exit_code == 130
+    assert "--resume" in result.stderr
+    run = _latest(workdir)
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 4
+
+
+def test_nan_loss_stops_with_a_clear_error(cli, workdir, tiny):
+    result = cli("train", tiny, "-q", env={"TSDIFF_TRAIN__LR": "1e30", "TSDIFF_TST__LR": "1e30"})
+    assert result.exit_code == 2
+    assert "loss became" in result.stderr and "last good checkpoint" in result.stderr
+    assert json.loads((_latest(workdir) / "status.json").read_text())["state"] == "failed"
+
+
+def test_bad_runs_and_requests_exit_2(cli, workdir, tiny):
+    (workdir / "runs" / "empty").mkdir(parents=True)
+    (workdir / "runs" / "empty" / "config.toml").write_text(TINY)
+    assert "has no generator" in cli("sample", "runs/empty").stderr
+    assert cli("sample", "runs/nothing").exit_code == 2
+    assert cli("train", tiny, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "4"}).exit_code == 0
+    result = cli("sample", "runs/latest", "-n", "0")
+    assert result.exit_code == 2 and "-n" in result.stderr
+    (workdir / "blocker").write_text("")
+    result = cli("sample", "runs/latest", "-o", "blocker/s.csv")
+    assert result.exit_code == 2 and "blocker" in result.stderr
+    model = _latest(workdir) / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:100])  # truncated
+    result = cli("sample", "runs/latest", "-n", "2")
+    assert result.exit_code == 2 and "model.safetensors" in result.stderr
+    result = cli("train", tiny, env={"TSDIFF_MODEL__EMBEDDING": "30"})
+    assert result.exit_code == 2 and "embedding" in result.stderr and "e.g." in result.stderr
