@@ -62,7 +62,7 @@ def test_noise_scores_high_and_quick_profile_is_labelled(cli, workdir, stock_fil
     assert report["profile"] == "quick" and "not comparable" in report["protocol"]
     assert list(report["metrics"]) == ["discriminative"]
     assert report["metrics"]["discriminative"]["mean"] >= 0.45
-    assert report["metrics"]["discriminative"]["iterations"] == 500
+    assert report["metrics"]["discriminative"]["iterations"] == 2000
     assert "QUICK" in result.stdout
 
 
