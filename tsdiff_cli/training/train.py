@@ -63,7 +63,6 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     from tsdiff_cli.training.generator import Diverged, GeneratorTrainer
 
     device = resolve_device(settings.train.device)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     ds = ensure_dataset(settings)
     _check_range(ds, settings.data.output)
     cfg = build_config(settings, ds.observed.shape[1], ds.observed.shape[2])
