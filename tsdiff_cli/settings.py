@@ -301,7 +301,7 @@ def load_settings(
 
 def _origin(section: str, key: str | None, config, toml, env_names, cli) -> str:
     if key is not None and key in cli.get(section, {}):
-        return f"option --{key.replace('_', '-')}"
+        return f"option {'-' if len(key) == 1 else '--'}{key.replace('_', '-')}"
     if key is not None and (section, key) in env_names:
         return f"environment variable {env_names[(section, key)]}"
     return str(config) if config is not None else "settings"

@@ -18,17 +18,15 @@ def sample_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Sample windows with the run's EMA weights and write them in original units and columns."""
+    import json
+
     from tsdiff_cli.atomic import ensure_writable
     from tsdiff_cli.cli._progress import progress_bar
     from tsdiff_cli.data.arrays import write_windows
     from tsdiff_cli.training.train import run_settings, sample_from_run
-    import json
 
+    # -n 0 is refused by the [sample] n setting itself (n ≥ 1), naming the option
     s = run_settings(run, {"sample": {"n": n, "steps": steps, "seed": seed}, "train": {"device": device}})
-    if n is not None and n < 1:
-        from tsdiff_cli.errors import UserError
-
-        raise UserError("-n", f"{n} windows requested", "ask for at least 1")
     ensure_writable(output, "output")
     with progress_bar(quiet, "") as bar:
         task = bar.add_task("sampling", total=1) if bar is not None else None
