@@ -104,6 +104,22 @@ def test_masked_loss_noises_and_scores_observed_pixels_only():
     assert (out.grad[mask == 0] == 0).all() and (out.grad[mask == 1] != 0).all()
 
 
+def test_masked_loss_with_noise_on_all_pixels_still_scores_observed_only():
+    torch.manual_seed(0)
+    context = torch.rand(2, 3, 8, 8) * 2 - 1
+    mask = (torch.rand_like(context) > 0.4).float()
+    sigma, noise = torch.tensor([0.5, 2.0]), torch.randn_like(context)
+    spy = _Spy()
+    loss = masked_edm_loss(spy, context, context, mask, sigma, noise, noise_all=True)
+    torch.testing.assert_close(spy.seen, context + sigma.view(-1, 1, 1, 1) * noise)
+    other = context.clone()
+    other[mask == 0] += 5.0
+    torch.testing.assert_close(masked_edm_loss(spy, context, other, mask, sigma, noise, noise_all=True), loss)
+    out = context.clone().requires_grad_()
+    masked_edm_loss(lambda x, s: out, context, context + 0.1, mask, sigma, noise, noise_all=True).backward()
+    assert (out.grad[mask == 0] == 0).all() and (out.grad[mask == 1] != 0).all()
+
+
 def test_preconditioning_and_sampler():
     zero_net = lambda x, c: torch.zeros_like(x)  # noqa: E731
     d = Denoiser(zero_net)

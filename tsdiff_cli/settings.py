@@ -144,6 +144,9 @@ class TrainSettings(_Section):
     grad_clip: float = Field(1.0, gt=0, description="gradient norm clipping")
     ema_decay: float = Field(0.9999, gt=0, lt=1, description="EMA decay of the diffusion weights")
     ema_warmup: int = Field(100, ge=1, description="EMA warm-up: decay_t = min(decay, (1+t)/(warmup+t))")
+    noise_pixels: Literal["observed", "all"] = Field(
+        "observed", description='pixels that get diffusion noise in training: "observed" (DESIGN\'s reading of the paper: '
+        'completed pixels stay clean context) or "all" (as at sampling); the loss counts observed pixels either way')
     eval_every: int = Field(10, ge=0, description="quick evaluation every N epochs (0: never)")
     eval_samples: int = Field(1000, ge=4, description="windows sampled for each quick evaluation")
     max_minutes: float = Field(0.0, ge=0, description="stop cleanly after this many minutes (0: no limit)")

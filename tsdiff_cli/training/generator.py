@@ -200,7 +200,8 @@ class GeneratorTrainer:
         noise = torch.randn(image.shape, generator=self.noise_gen).to(self.device)
         self.model.denoiser.train()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            loss = masked_edm_loss(self.model.denoiser, image, image, mask, sigma, noise)
+            loss = masked_edm_loss(self.model.denoiser, image, image, mask, sigma, noise,
+                                   noise_all=self.s.train.noise_pixels == "all")
         self._check(loss, "diffusion")
         self.opt_unet.zero_grad(set_to_none=True)
         loss.backward()
