@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from tsdiff_cli import __version__
 from tsdiff_cli.cli import config as config_cmd
 from tsdiff_cli.cli import evaluate as evaluate_cmd
+from tsdiff_cli.cli import monitor as monitor_cmd
 from tsdiff_cli.cli import preprocess as preprocess_cmd
 from tsdiff_cli.cli import sample as sample_cmd
 from tsdiff_cli.cli import train as train_cmd
@@ -70,6 +71,7 @@ app.command("pretrain-tst")(train_cmd.pretrain_tst_command)
 app.command("train")(train_cmd.train_command)
 app.command("sample")(sample_cmd.sample_command)
 app.command("evaluate")(evaluate_cmd.evaluate_command)
+app.command("monitor")(monitor_cmd.monitor_command)
 app.add_typer(config_cmd.app, name="config")
 
 
