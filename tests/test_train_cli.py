@@ -64,11 +64,16 @@ def test_train_makes_a_complete_run_and_samples_in_original_units(cli, workdir, 
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"tst", "diffusion"} <= {line["phase"] for line in lines if line["kind"] == "train"}
     assert all({"time", "kind", "phase", "step", "epoch"} <= set(line) for line in lines)
+    story = (run / "log.txt").read_text()  # the human-readable log of the run
+    assert " train tiny: started on cpu" in story and "train diffusion epoch" in story and "stopped: finished" in story
 
     ds = read_dataset(workdir / "data" / "tiny.h5")
     for name in ("s.csv", "s.parquet", "s.h5", "s.npy"):
         result = cli("sample", "runs/latest", "-n", "7", "-o", name, "--seed", "4", "-q")
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 0 and result.output == "", result.output  # --quiet: silent
+    # not a terminal: plain progress lines instead of a bar
+    plain = cli("sample", "runs/latest", "-n", "7", "-o", "plain.csv")
+    assert "sampling 7 windows: 3/3 (100 %)" in plain.output and "wrote 7 windows" in plain.output
     frame = pd.read_csv(workdir / "s.csv")
     assert list(frame.columns) == ["window", "step"] + ds.columns and len(frame) == 7 * 24
     values = frame[ds.columns].to_numpy().reshape(7, 24, 6)

@@ -2,7 +2,10 @@
 resumable checkpoints — safetensors for tensors, JSON for everything else, never pickle.
 
     runs/<YYYYmmdd-HHMMSS>-<command>-<config>/
-        config.toml  metrics.jsonl  status.json  model.safetensors  checkpoints/
+        config.toml  metrics.jsonl  log.txt  status.json  model.safetensors  checkpoints/
+
+``log.txt`` is the human-readable story of the run: every event and evaluation, and a training
+line every ``LOG_EVERY`` seconds (metrics.jsonl has every logged step).
     runs/latest -> the newest run (relative symlink, replaced atomically)
 """
 
@@ -22,6 +25,8 @@ from tsdiff_cli.errors import UserError
 
 MODEL_FILE = "model.safetensors"
 CHECKPOINTS = "checkpoints"
+LOG_FILE = "log.txt"
+LOG_EVERY = 30.0  # seconds between training lines in log.txt
 
 
 def _clean(value: Any) -> Any:
@@ -37,10 +42,25 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _describe(record: dict) -> str:
+    """A metrics record as a line for people: kind, phase, epoch and step, then its values."""
+    head = f"{record['kind']:<5} {record['phase']} epoch {record['epoch']} step {record['step']}"
+    if record["kind"] == "event" and "message" in record:
+        return f"{head}: {record['message']}"
+    values = []
+    for key, value in record.items():
+        if key in ("time", "kind", "phase", "step", "epoch"):
+            continue
+        values.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return f"{head}  " + "  ".join(values)
+
+
 class Run:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._metrics = None
+        self._text = None
+        self._last_text: dict[str, float] = {}  # phase → when its last train line was written
         self.status: dict[str, Any] = {}
 
     @classmethod
@@ -79,6 +99,18 @@ class Run:
         record.update(_clean(values))
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
+        now = time.monotonic()
+        if kind != "train" or now - self._last_text.get(phase, -math.inf) >= LOG_EVERY:
+            if kind == "train":
+                self._last_text[phase] = now
+            self.note(_describe(record))
+
+    def note(self, text: str) -> None:
+        """One timestamped line in log.txt."""
+        if self._text is None:
+            self._text = open(self.path / LOG_FILE, "a", encoding="utf-8")
+        self._text.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {text}\n")
+        self._text.flush()
 
     def set_status(self, **fields: Any) -> None:
         self.status.update(_clean(fields))
@@ -88,9 +120,10 @@ class Run:
         write_text(self.path / "status.json", json.dumps(self.status, indent=1) + "\n")
 
     def close(self) -> None:
-        if self._metrics is not None:
-            self._metrics.close()
-            self._metrics = None
+        for name in ("_metrics", "_text"):
+            if getattr(self, name) is not None:
+                getattr(self, name).close()
+                setattr(self, name, None)
 
     # --- checkpoints -------------------------------------------------------------------------
 

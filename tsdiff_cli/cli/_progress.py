@@ -42,3 +42,56 @@ def progress_bar(quiet: bool, columns: str = "{task.fields[info]}"):
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), TextColumn(columns)) as bar:
         yield bar
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Reporter:
+    """Progress of a long command's tasks: a rich bar with ETA on a terminal, a plain line every
+    ``every`` seconds (and when a task completes) otherwise, nothing when ``quiet``.
+
+    ``update(label, done, total)`` may be called as often as wanted; each label is one task.
+    """
+
+    def __init__(self, quiet: bool, every: float = 30.0, stream=None):
+        self.quiet, self.every = quiet, every
+        self.stream = stream if stream is not None else sys.stdout
+        self.bar, self._tasks, self._started, self._printed, self._done = None, {}, {}, {}, set()
+
+    def __enter__(self) -> Reporter:
+        if not self.quiet and self.stream.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def update(self, label: str, done: int, total: int) -> None:
+        if self.quiet or label in self._done:
+            return
+        now = time.monotonic()
+        if label not in self._started:
+            self._started[label] = now
+            self._printed[label] = now
+            if self.bar is not None:
+                self._tasks[label] = self.bar.add_task(label, total=total)
+        if self.bar is not None:
+            self.bar.update(self._tasks[label], completed=done, total=total)
+            return
+        finished = done >= total
+        if finished or now - self._printed[label] >= self.every:
+            elapsed = now - self._started[label]
+            eta = "" if finished or done == 0 else f", ETA {_clock(elapsed * (total - done) / done)}"
+            print(f"{label}: {done}/{total} ({100 * done / max(total, 1):.0f} %), {_clock(elapsed)} elapsed{eta}",
+                  file=self.stream, flush=True)
+            self._printed[label] = now
+            if finished:
+                self._done.add(label)  # one final line per task

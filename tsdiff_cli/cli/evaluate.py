@@ -28,6 +28,7 @@ def evaluate_command(
     Discriminative and predictive scores (TimeGAN protocol), Context-FID (TS2Vec) and the
     correlation score, each repeated and reported as mean ± std.
     """
+    from tsdiff_cli.cli._progress import Reporter
     from tsdiff_cli.settings import load_settings
 
     settings = load_settings(config, {"eval": {"repeats": repeats, "seed": seed}})
@@ -38,11 +39,13 @@ def evaluate_command(
             missing = "--generated" if real is not None else "--real" if generated is not None else "RUN or --real/--generated"
             raise UserError("evaluate", f"nothing to compare: {missing} is missing",
                             "run `tsdiff evaluate RUN` or `tsdiff evaluate --real A --generated B`")
-        report = _evaluate_files(real, generated, settings, quick, plots, quiet)
+        with Reporter(quiet) as rep:
+            report = _evaluate_files(real, generated, settings, quick, plots, rep)
         out = output or Path("report.json")
     else:
         _require_generator(run)
-        report = _evaluate_run(run, settings, quick, plots, quiet)
+        with Reporter(quiet) as rep:
+            report = _evaluate_run(run, settings, quick, plots, rep)
         out = output or run / "report.json"
     from tsdiff_cli.atomic import ensure_writable, write_text
 
@@ -61,7 +64,7 @@ def _require_generator(run: Path) -> None:
                         "train one with `tsdiff train CONFIG`, or compare files with --real/--generated")
 
 
-def _evaluate_run(run: Path, settings, quick: bool, plots: Path | None, quiet: bool) -> dict:
+def _evaluate_run(run: Path, settings, quick: bool, plots: Path | None, rep) -> dict:
     """Sample as many windows as the run's dataset has and score them against its ground truth
     (all windows, complete where the benchmark removed points), as the paper does."""
     from tsdiff_cli.data.arrays import Windows
@@ -73,22 +76,22 @@ def _evaluate_run(run: Path, settings, quick: bool, plots: Path | None, quiet: b
     _, meta = load_model(run / MODEL_FILE)
     dataset = Path(meta["dataset"])
     ds = read_dataset(dataset)
-    if not quiet:
-        print(f"sampling {len(ds.target)} windows from {run} ({rs.sample.steps} Heun steps)…", flush=True)
+    label = f"sampling {len(ds.target)} windows"
     scaled, _, _ = sample_from_run(run, len(ds.target), steps=rs.sample.steps, seed=rs.sample.seed,
-                                   batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device)
+                                   batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
+                                   callback=lambda done, total: rep.update(label, done, total))
     real = Windows(ds.target, ds.columns, None, dataset, "target")
     generated = Windows(scaled, ds.columns, None, run, "samples")
-    return _score(real, generated, settings, quick, plots, quiet, str(dataset), str(run))
+    return _score(real, generated, settings, quick, plots, rep, str(dataset), str(run))
 
 
-def _evaluate_files(real_path: Path, gen_path: Path, settings, quick: bool, plots: Path | None, quiet: bool) -> dict:
+def _evaluate_files(real_path: Path, gen_path: Path, settings, quick: bool, plots: Path | None, rep) -> dict:
     from tsdiff_cli.data.arrays import read_windows
 
-    return _score(read_windows(real_path), read_windows(gen_path), settings, quick, plots, quiet, str(real_path), str(gen_path))
+    return _score(read_windows(real_path), read_windows(gen_path), settings, quick, plots, rep, str(real_path), str(gen_path))
 
 
-def _score(real, generated, settings, quick, plots, quiet, real_name: str, gen_name: str) -> dict:
+def _score(real, generated, settings, quick, plots, rep, real_name: str, gen_name: str) -> dict:
     from tsdiff_cli.metrics.evaluate import LABELS, evaluate_windows, prepare
 
     if plots is not None:
@@ -96,22 +99,8 @@ def _score(real, generated, settings, quick, plots, quiet, real_name: str, gen_n
 
         ensure_writable(plots / "pca.png", "plots")
     prepared = prepare(real, generated)
-    if quiet:
-        report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick)
-    else:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        with Progress(TextColumn("{task.description:<22}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                      TimeElapsedColumn(), TimeRemainingColumn(), transient=True) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(name: str, done: int, total: int) -> None:
-                if name not in tasks:
-                    tasks[name] = bar.add_task(LABELS[name], total=total)
-                if done == total or done % 20 == 0:
-                    bar.update(tasks[name], completed=done, total=total)
-
-            report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick, progress=progress)
+    report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick,
+                              progress=lambda name, done, total: rep.update(LABELS[name], done, total))
     report["inputs"] = {
         "real": {"path": real_name, "read": real.what, "windows_dropped_incomplete": prepared.dropped_real},
         "generated": {"path": gen_name, "read": generated.what},

@@ -14,19 +14,21 @@ def preprocess_command(
     missing_rate: Annotated[Optional[float], typer.Option(help="Fraction of time steps to remove for benchmarking, in [0, 1) (overrides [data] missing_rate).", show_default=False)] = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Window length in time steps (overrides [data] seq_len).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for synthetic data, missingness and shuffling (overrides [data] seed).", show_default=False)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary on success.")] = False,
 ) -> None:
     """Make the windowed dataset file that [data] describes.
 
     Reads the source, places irregular rows on a regular grid, scales, removes benchmark time
     steps and cuts stride-1 windows; writes one HDF5 file atomically and prints a summary.
     """
+    from tsdiff_cli.cli._progress import Reporter
     from tsdiff_cli.data.preprocess import preprocess
     from tsdiff_cli.settings import load_settings
 
     overrides = {"data": {"output": output, "missing_rate": missing_rate, "seq_len": seq_len, "seed": seed}}
     settings = load_settings(config, overrides)
-    result = preprocess(settings.data)
+    with Reporter(quiet) as rep:
+        result = preprocess(settings.data, lambda done, total: rep.update("preprocess", done, total))
     if not quiet:
         _print_summary(result)
 

@@ -21,23 +21,18 @@ def sample_command(
     import json
 
     from tsdiff_cli.atomic import ensure_writable
-    from tsdiff_cli.cli._progress import progress_bar
+    from tsdiff_cli.cli._progress import Reporter
     from tsdiff_cli.data.arrays import write_windows
     from tsdiff_cli.training.train import run_settings, sample_from_run
 
     # -n 0 is refused by the [sample] n setting itself (n ≥ 1), naming the option
     s = run_settings(run, {"sample": {"n": n, "steps": steps, "seed": seed}, "train": {"device": device}})
     ensure_writable(output, "output")
-    with progress_bar(quiet, "") as bar:
-        task = bar.add_task("sampling", total=1) if bar is not None else None
-
-        def cb(done, total):
-            if bar is not None:
-                bar.update(task, completed=done, total=total)
-
+    with Reporter(quiet) as rep:
+        label = f"sampling {s.sample.n} windows"
         _, original, meta = sample_from_run(run, s.sample.n, steps=s.sample.steps, seed=s.sample.seed,
                                             batch_size=s.sample.batch_size, churn=s.sample.churn, device=s.train.device,
-                                            callback=cb)
+                                            callback=lambda done, total: rep.update(label, done, total))
     write_windows(output, original, json.loads(meta["columns"]), {"run": str(run), "seed": s.sample.seed, "steps": s.sample.steps})
     if not quiet:
         print(f"wrote {len(original)} windows × {original.shape[1]} steps × {original.shape[2]} features to {output}")

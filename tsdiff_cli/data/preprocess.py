@@ -10,6 +10,8 @@ data are ignored by the NaN-aware fit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hashlib
 import json
 from dataclasses import dataclass
@@ -57,8 +59,10 @@ def assign_splits(count: int, val_fraction: float, test_fraction: float) -> np.n
     return split
 
 
-def preprocess(cfg: DataSettings) -> PreprocessResult:
-    """Build the dataset described by ``cfg`` and write it to ``cfg.output`` atomically."""
+def preprocess(cfg: DataSettings, progress: Callable[[int, int], None] | None = None) -> PreprocessResult:
+    """Build the dataset described by ``cfg`` and write it to ``cfg.output`` atomically;
+    ``progress(done, 3)`` after reading, after windowing and after writing."""
+    report = progress or (lambda done, total: None)
     output = ensure_writable(cfg.output, "dataset")
     attrs: dict = {}
     merged_rows, series_length = 0, None
@@ -73,6 +77,7 @@ def preprocess(cfg: DataSettings) -> PreprocessResult:
         label, sha = "sine", hashlib.sha256(clean.tobytes()).hexdigest()
     else:
         table = read_table(cfg.source, cfg.columns, cfg.time_column)
+        report(1, 3)
         values = table.values
         if cfg.time_column is not None:
             grid = place_on_grid(table.times, values, cfg.freq, table.label, cfg.time_column)
@@ -92,6 +97,7 @@ def preprocess(cfg: DataSettings) -> PreprocessResult:
         index = np.arange(target.shape[0])
         columns, label, sha = table.columns, table.label, table.sha256
 
+    report(2, 3)
     order = _rng(cfg.seed, _SHUFFLE).permutation(target.shape[0])
     attrs.update(
         seq_len=cfg.seq_len,
@@ -112,4 +118,5 @@ def preprocess(cfg: DataSettings) -> PreprocessResult:
         attrs=attrs,
     )
     write_dataset(output, dataset)
+    report(3, 3)
     return PreprocessResult(output, dataset, label, series_length, merged_rows)

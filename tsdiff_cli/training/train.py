@@ -73,6 +73,7 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     run = Run.open(resume) if resume is not None else Run.create(settings.train.runs_dir, command, config_name, to_toml(settings))
     if on_run:
         on_run(run)
+    run.note(f"tsdiff {__version__} {command} {config_name}: {'resumed' if resume is not None else 'started'} on {device}")
     trainer = GeneratorTrainer(settings, cfg, train_windows, ds.target, run, device, progress, tst_only=tst_only)
     trainer.model_metadata = {
         "columns": json.dumps(ds.columns), "scaler": ds.scaler.to_json(), "dataset": str(Path(settings.data.output).resolve()),
@@ -92,9 +93,10 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     run.set_status(state="running", command=command, phase=trainer.pos.phase, step=trainer.pos.step)
     try:
         reason = trainer.fit()
+        evaluated_now = bool(trainer.pos.history) and trainer.pos.history[-1]["epoch"] == trainer.pos.epoch
         if reason != "finished" and not tst_only and settings.train.eval_every and trainer.pos.phase == "diffusion" \
-                and trainer.pos.step > 0:
-            trainer.evaluate()  # a budget-stopped run ends with an evaluated model
+                and trainer.pos.step > 0 and not evaluated_now:
+            trainer.evaluate()  # a budget-stopped run ends with an evaluated model (unless it just was)
         trainer.checkpoint()
         if tst_only:
             _save_tst(run.path / TST_FILE, trainer)
