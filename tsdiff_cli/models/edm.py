@@ -68,14 +68,18 @@ def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
 def heun_sample(denoiser: Callable, noise: torch.Tensor, steps: int = 18, *, sigma_min: float = 0.002,
                 sigma_max: float = 80.0, rho: float = 7.0, churn: float = 0.0, s_tmin: float = 0.0,
                 s_tmax: float = float("inf"), s_noise: float = 1.0, generator: torch.Generator | None = None,
-                callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                callback: Callable[[int, int], None] | None = None,
+                project: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """EDM Algorithm 2: Heun's 2nd-order method with optional stochastic churn.
 
     ``noise`` is a standard normal tensor of the output shape; ``callback(i, steps)`` is called
-    after each step.
+    after each step; ``project(x, σ)``, when given, replaces x after the start and after every
+    step (inpainting re-imposes the known pixels at the current noise level with it).
     """
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho, device=noise.device)
     x = noise.to(torch.float64) * sigmas[0]
+    if project is not None:
+        x = project(x, sigmas[0])
     ones = x.new_ones(x.shape[0])
     for i in range(steps):
         s_cur, s_next = sigmas[i], sigmas[i + 1]
@@ -89,7 +93,7 @@ def heun_sample(denoiser: Callable, noise: torch.Tensor, steps: int = 18, *, sig
         if s_next > 0:  # second-order correction
             d2 = (x_next - denoiser(x_next.float(), ones * s_next).double()) / s_next
             x_next = x + (s_next - s_hat) * (d + d2) / 2
-        x = x_next
+        x = x_next if project is None else project(x_next, s_next)
         if callback is not None:
             callback(i + 1, steps)
     return x.float()

@@ -116,6 +116,19 @@ def reconstruction_loss(prediction: torch.Tensor, observed: torch.Tensor) -> tor
     return diff.pow(2).sum() / mask.sum().clamp_min(1)
 
 
+def masked_inputs(observed: torch.Tensor, rate: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masking objective of Zerveas et al. (KDD 2021, §3.1), with independent point masks:
+    a fraction ``rate`` of the observed values is hidden from the input and only they are scored.
+    Returns (inputs, targets); targets are NaN except at the hidden values. ``rate`` 0 gives the
+    plain objective (inputs = targets = observed)."""
+    if rate <= 0:
+        return observed, observed
+    draw = torch.rand(observed.shape, generator=generator).to(observed.device)
+    hidden = (draw < rate) & ~torch.isnan(observed)
+    nan = torch.full_like(observed, float("nan"))
+    return torch.where(hidden, nan, observed), torch.where(hidden, observed, nan)
+
+
 def complete(prediction: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     """Observed values kept, gaps taken from the TST's prediction."""
     return torch.where(torch.isnan(observed), prediction, observed)

@@ -19,7 +19,7 @@ import torch
 
 from tsdiff_cli.models.edm import EMA, masked_edm_loss, sample_sigma
 from tsdiff_cli.models.generator import Generator, GeneratorConfig, sample_windows
-from tsdiff_cli.models.tst import complete, reconstruction_loss
+from tsdiff_cli.models.tst import complete, masked_inputs, reconstruction_loss
 from tsdiff_cli.runs import MODEL_FILE, Run, save_model
 
 Progress = Callable[[dict], None] | None
@@ -173,7 +173,8 @@ class GeneratorTrainer:
     def _tst_step(self, idx: torch.Tensor) -> dict:
         obs = self.observed[idx.to(self.device)]
         self.model.tst.train()
-        loss = reconstruction_loss(self.model.tst(obs), obs)
+        inputs, targets = masked_inputs(obs, self.s.tst.mask_rate, self.noise_gen)
+        loss = reconstruction_loss(self.model.tst(inputs), targets)
         self._check(loss, "TST")
         self.opt_tst.zero_grad(set_to_none=True)
         loss.backward()
@@ -185,8 +186,9 @@ class GeneratorTrainer:
         obs = self.observed[idx.to(self.device)]
         # the TST refines on its own loss; its completion reaches the diffusion model detached
         self.model.tst.train()
-        pred = self.model.tst(obs)
-        tst_loss = reconstruction_loss(pred, obs)
+        inputs, targets = masked_inputs(obs, self.s.tst.mask_rate, self.noise_gen)
+        pred = self.model.tst(inputs)
+        tst_loss = reconstruction_loss(pred, targets)
         self._check(tst_loss, "TST")
         self.opt_tst.zero_grad(set_to_none=True)
         tst_loss.backward()
