@@ -12,9 +12,9 @@ function __tsdiff_path --description 'the tsdiff (sub)command on the command lin
             continue
         end
         switch "$path|$word"
-            case '|preprocess' '|pretrain-tst' '|train' '|sample' '|evaluate' '|monitor' '|config' 'config|show'
+            case '|preprocess' '|pretrain-tst' '|train' '|sample' '|evaluate' '|impute' '|monitor' '|config' 'config|show'
                 set path (string trim -- "$path $word")
-            case 'evaluate|--config' 'evaluate|--generated' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--device' 'sample|--output' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst'
+            case 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--device' 'sample|--output' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst'
                 set skip 1
         end
     end
@@ -30,7 +30,8 @@ complete -c tsdiff -n '__tsdiff_at ""' -a preprocess -d 'Make the windowed datas
 complete -c tsdiff -n '__tsdiff_at ""' -a pretrain-tst -d 'Phase 1 only: fit the completion TST on observed values; `tsdiff train --tst RUN` reuses it'
 complete -c tsdiff -n '__tsdiff_at ""' -a train -d 'Train the generator: TST completion (phase 1), then diffusion with the masked loss'
 complete -c tsdiff -n '__tsdiff_at ""' -a sample -d 'Sample windows with the run\'s EMA weights and write them in original units and columns'
-complete -c tsdiff -n '__tsdiff_at ""' -a evaluate -d 'Score generated windows against real ones with the papers\' metrics'
+complete -c tsdiff -n '__tsdiff_at ""' -a evaluate -d 'Score generated windows against real ones with the papers\' metrics, or an imputation'
+complete -c tsdiff -n '__tsdiff_at ""' -a impute -d 'Fill the gaps of a series, from TimeKD embeddings or from a trained generator'
 complete -c tsdiff -n '__tsdiff_at ""' -a monitor -d 'Watch a run live: state, progress, loss and score charts, best scores, settings'
 complete -c tsdiff -n '__tsdiff_at ""' -a config -d 'Inspect settings'
 complete -c tsdiff -n '__tsdiff_at ""' -l version -d 'Print the version and exit'
@@ -66,6 +67,8 @@ complete -c tsdiff -n '__tsdiff_at sample' -s h -l help -d 'Show this message an
 complete -c tsdiff -n '__tsdiff_at sample' -a '(__fish_complete_directories)'
 complete -c tsdiff -n '__tsdiff_at evaluate' -l real -r -F -d 'Real windows: .npy, tsdiff dataset .h5, or stacked-window .csv / .parquet'
 complete -c tsdiff -n '__tsdiff_at evaluate' -l generated -r -F -d 'Generated windows, in the same formats'
+complete -c tsdiff -n '__tsdiff_at evaluate' -l gaps -r -F -d 'Imputation mode: the table with gaps that was imputed (CSV / Parquet); --real is then its complete version'
+complete -c tsdiff -n '__tsdiff_at evaluate' -l imputed -r -F -d 'Imputation mode: the filled table (from `tsdiff impute`); scored where --gaps is missing and --real is known'
 complete -c tsdiff -n '__tsdiff_at evaluate' -s o -l output -r -F -d 'Where to write the JSON report [default: report.json, or RUN/report.json]'
 complete -c tsdiff -n '__tsdiff_at evaluate' -l plots -r -F -d 'Folder for PNGs: PCA, t-SNE and series of real vs generated'
 complete -c tsdiff -n '__tsdiff_at evaluate' -s c -l config -x -a '(__fish_complete_suffix .toml)' -d 'TOML settings whose [eval] section to use'
@@ -75,6 +78,23 @@ complete -c tsdiff -n '__tsdiff_at evaluate' -l seed -x -d 'Seed of the metrics 
 complete -c tsdiff -n '__tsdiff_at evaluate' -s q -l quiet -d 'No progress and no table; only the report file'
 complete -c tsdiff -n '__tsdiff_at evaluate' -s h -l help -d 'Show this message and exit'
 complete -c tsdiff -n '__tsdiff_at evaluate' -a '(__fish_complete_directories)'
+complete -c tsdiff -n '__tsdiff_at impute' -s i -l input -r -F -d 'CSV / Parquet file with gaps (empty cells or NaN)'
+complete -c tsdiff -n '__tsdiff_at impute' -s o -l output -r -F -d 'Filled file (.csv / .parquet): the input\'s columns, observed values unchanged'
+complete -c tsdiff -n '__tsdiff_at impute' -l emb-dir -r -F -d 'TimeKD embeddings: the root, or its {name}/{pred_len}/{flag} folder; trains a denoising decoder'
+complete -c tsdiff -n '__tsdiff_at impute' -l model -r -F -d 'A generator run (from `tsdiff train`) to fill with'
+complete -c tsdiff -n '__tsdiff_at impute' -l samples -x -d 'With --model: 0 fills with the TST completion; K ≥ 2 draws K diffusion inpaintings and adds 5 % / 95 % columns'
+complete -c tsdiff -n '__tsdiff_at impute' -l holdout -x -d 'Judge instead of fill: hide this fraction of the observed values and report errors on them beside baselines'
+complete -c tsdiff -n '__tsdiff_at impute' -l pred-len -x -d 'TimeKD horizon P, when the folder holds several'
+complete -c tsdiff -n '__tsdiff_at impute' -l flag -x -d 'TimeKD split (train, val, test), when the folder holds several'
+complete -c tsdiff -n '__tsdiff_at impute' -l seq-len -x -d 'TimeKD lookback L [default: 96]'
+complete -c tsdiff -n '__tsdiff_at impute' -l borders -x -d 'Split borders: auto, ett_hour, ett_minute or custom (70/10/20)'
+complete -c tsdiff -n '__tsdiff_at impute' -l decoder -x -d 'Decoder: "shared" (one network per variable\'s embedding) or "flat"'
+complete -c tsdiff -n '__tsdiff_at impute' -l steps -x -d 'Heun steps of diffusion inpainting [default: 18]'
+complete -c tsdiff -n '__tsdiff_at impute' -l seed -x -d 'Seed of training, holdout and sampling'
+complete -c tsdiff -n '__tsdiff_at impute' -l device -x -d '"auto", "cpu" or "cuda"'
+complete -c tsdiff -n '__tsdiff_at impute' -s q -l quiet -d 'No progress output'
+complete -c tsdiff -n '__tsdiff_at impute' -s h -l help -d 'Show this message and exit'
+complete -c tsdiff -n '__tsdiff_at impute' -a '(__fish_complete_suffix .toml)'
 complete -c tsdiff -n '__tsdiff_at monitor' -l once -d 'Print a summary (state, progress, latest and best scores) and exit; the default when stdout is not a terminal'
 complete -c tsdiff -n '__tsdiff_at monitor' -l interval -x -d 'Seconds between looks at the run\'s files (0.1 to 60)'
 complete -c tsdiff -n '__tsdiff_at monitor' -l linear -d 'Start with linear chart axes (default: log; press l to switch)'

@@ -11,7 +11,7 @@ _tsdiff() {
     '1:command:->command' \
     '*::argument:->argument'
   case $state in
-    command) local -a commands=('preprocess:Make the windowed dataset file that [data] describes' 'pretrain-tst:Phase 1 only: fit the completion TST on observed values; `tsdiff train --tst RUN` reuses it' 'train:Train the generator: TST completion (phase 1), then diffusion with the masked loss' 'sample:Sample windows with the run'\''s EMA weights and write them in original units and columns' 'evaluate:Score generated windows against real ones with the papers'\'' metrics' 'monitor:Watch a run live: state, progress, loss and score charts, best scores, settings' 'config:Inspect settings')
+    command) local -a commands=('preprocess:Make the windowed dataset file that [data] describes' 'pretrain-tst:Phase 1 only: fit the completion TST on observed values; `tsdiff train --tst RUN` reuses it' 'train:Train the generator: TST completion (phase 1), then diffusion with the masked loss' 'sample:Sample windows with the run'\''s EMA weights and write them in original units and columns' 'evaluate:Score generated windows against real ones with the papers'\'' metrics, or an imputation' 'impute:Fill the gaps of a series, from TimeKD embeddings or from a trained generator' 'monitor:Watch a run live: state, progress, loss and score charts, best scores, settings' 'config:Inspect settings')
       _describe -t commands 'tsdiff command' commands ;;
     argument)
       case $line[1] in
@@ -20,6 +20,7 @@ _tsdiff() {
         train) _tsdiff_train ;;
         sample) _tsdiff_sample ;;
         evaluate) _tsdiff_evaluate ;;
+        impute) _tsdiff_impute ;;
         monitor) _tsdiff_monitor ;;
         config) _tsdiff_config ;;
       esac ;;
@@ -75,6 +76,8 @@ _tsdiff_evaluate() {
   _arguments \
     '--real[Real windows: .npy, tsdiff dataset .h5, or stacked-window .csv / .parquet]:file:_files' \
     '--generated[Generated windows, in the same formats]:file:_files' \
+    '--gaps[Imputation mode: the table with gaps that was imputed (CSV / Parquet); --real is then its complete version]:file:_files' \
+    '--imputed[Imputation mode: the filled table (from `tsdiff impute`); scored where --gaps is missing and --real is known]:file:_files' \
     '(-o --output)'{-o,--output}'[Where to write the JSON report \[default: report.json, or RUN/report.json\]]:file:_files' \
     '--plots[Folder for PNGs: PCA, t-SNE and series of real vs generated]:file:_files' \
     '(-c --config)'{-c,--config}'[TOML settings whose \[eval\] section to use]:file:_files -g "*.toml"' \
@@ -84,6 +87,27 @@ _tsdiff_evaluate() {
     '(-q --quiet)'{-q,--quiet}'[No progress and no table; only the report file]' \
     '(-h --help)'{-h,--help}'[Show this message and exit]' \
     '*:RUN:_files -/'
+}
+
+_tsdiff_impute() {
+  _arguments \
+    '(-i --input)'{-i,--input}'[CSV / Parquet file with gaps (empty cells or NaN)]:file:_files' \
+    '(-o --output)'{-o,--output}'[Filled file (.csv / .parquet): the input'\''s columns, observed values unchanged]:file:_files' \
+    '--emb-dir[TimeKD embeddings: the root, or its {name}/{pred_len}/{flag} folder; trains a denoising decoder]:file:_files' \
+    '--model[A generator run (from `tsdiff train`) to fill with]:file:_files' \
+    '--samples[With --model: 0 fills with the TST completion; K ≥ 2 draws K diffusion inpaintings and adds 5 % / 95 % columns]:value: ' \
+    '--holdout[Judge instead of fill: hide this fraction of the observed values and report errors on them beside baselines]:value: ' \
+    '--pred-len[TimeKD horizon P, when the folder holds several]:value: ' \
+    '--flag[TimeKD split (train, val, test), when the folder holds several]:value: ' \
+    '--seq-len[TimeKD lookback L \[default: 96\]]:value: ' \
+    '--borders[Split borders: auto, ett_hour, ett_minute or custom (70/10/20)]:value: ' \
+    '--decoder[Decoder: "shared" (one network per variable'\''s embedding) or "flat"]:value: ' \
+    '--steps[Heun steps of diffusion inpainting \[default: 18\]]:value: ' \
+    '--seed[Seed of training, holdout and sampling]:value: ' \
+    '--device["auto", "cpu" or "cuda"]:value: ' \
+    '(-q --quiet)'{-q,--quiet}'[No progress output]' \
+    '(-h --help)'{-h,--help}'[Show this message and exit]' \
+    '*:CONFIG:_files -g "*.toml"'
 }
 
 _tsdiff_monitor() {

@@ -112,6 +112,8 @@ class TSTSettings(_Section):
     positional: Literal["learnable", "fixed"] = Field("learnable", description="positional encoding")
     decoder_hidden: int = Field(40, ge=1, description="hidden units of the bidirectional GRU decoder")
     mask_channel: bool = Field(False, description="join each feature with its missingness indicator")
+    mask_rate: float = Field(0.0, ge=0.0, lt=1.0, description="hide this fraction of observed values from the TST's input and "
+                             "score only those (Zerveas et al.'s masking objective); 0: score every observed value (paper)")
     epochs: int = Field(100, ge=0, description="phase-1 (completion) epochs")
     lr: float = Field(1e-3, gt=0, description="TST learning rate (AdamW)")
 
@@ -200,6 +202,48 @@ class EvalSettings(_Section):
     quick_fid_iterations: int = Field(100, ge=1, description="TS2Vec iterations in the quick profile")
 
 
+class ImputeSettings(_Section):
+    """``[impute]``: ``tsdiff impute``, from TimeKD embeddings (``emb_dir``) or a generator run (``model``)."""
+
+    input: Path | None = Field(None, description="the CSV / Parquet file with gaps (NaN or empty cells)")
+    output: Path | None = Field(None, description="where to write the filled file (.csv or .parquet)")
+    emb_dir: Path | None = Field(None, description="TimeKD embeddings: the root, or a {name}/{pred_len}/{flag} folder")
+    model: Path | None = Field(None, description="a run made by `tsdiff train` whose generator fills the gaps")
+    columns: list[str] | None = Field(None, description="value columns; default every numeric column")
+    time_column: str | None = Field(None, description='the date column, kept as it is; default the first column of timestamps')
+    seq_len: int = Field(96, ge=1, description="TimeKD lookback L (the store script's input_len)")
+    pred_len: int | None = Field(None, ge=1, description="TimeKD horizon P; needed when the folder holds several")
+    flag: Literal["train", "val", "test"] | None = Field(None, description="TimeKD split; needed when the folder holds several")
+    borders: Literal["auto", "ett_hour", "ett_minute", "custom"] = Field(
+        "auto", description="TSLib split borders: auto follows the dataset name (ETTh*, ETTm*, else custom 70/10/20)")
+    target: str = Field("OT", description="custom data: TSLib moves this column last; its embeddings are in that order")
+    decoder: Literal["shared", "flat"] = Field(
+        "shared", description='"shared": one network decodes each variable\'s embedding; "flat": one MLP reads them all')
+    hidden: int = Field(256, ge=1, description="decoder hidden width")
+    layers: int = Field(2, ge=0, description="decoder hidden layers")
+    noise: float = Field(0.1, ge=0, description="std of the Gaussian noise on (standardised) embeddings in training")
+    epochs: int = Field(200, ge=1, description="most decoder epochs (early stopping usually ends sooner)")
+    patience: int = Field(10, ge=1, description="epochs without a better validation loss before stopping")
+    lr: float = Field(1e-3, gt=0, description="decoder learning rate (AdamW)")
+    batch_size: int = Field(64, ge=1, description="windows per decoder step")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="last fraction of the windows used for early stopping")
+    samples: int = Field(0, ge=0, description="generator path: 0 fills with the TST completion; K ≥ 2 draws K diffusion "
+                         "inpaintings and writes their median with 5 % and 95 % columns")
+    steps: int = Field(18, ge=1, description="Heun steps of diffusion inpainting")
+    batch: int = Field(512, ge=1, description="windows per inpainting batch")
+    holdout: float = Field(0.0, ge=0, lt=1, description="judge instead of fill: hide this fraction of the observed values, "
+                           "fill, report errors on them beside baselines")
+    seed: int = Field(0, description="seed of training, holdout and sampling")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description='"auto" uses a GPU when there is one')
+    runs_dir: Path = Field(Path("runs"), description="where impute runs are made")
+
+    @model_validator(mode="after")
+    def _check(self) -> ImputeSettings:
+        if self.samples == 1:
+            raise ValueError("samples = 1 gives no interval; use 0 (TST completion) or at least 2 draws")
+        return self
+
+
 class Settings(BaseSettings):
     """All settings, one attribute per TOML section.
 
@@ -217,6 +261,7 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     sample: SampleSettings = Field(default_factory=SampleSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    impute: ImputeSettings = Field(default_factory=ImputeSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

@@ -15,6 +15,8 @@ def evaluate_command(
     run: Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="A run directory to sample from and score against its dataset.", show_default=False)] = None,
     real: Annotated[Optional[Path], typer.Option("--real", help="Real windows: .npy, tsdiff dataset .h5, or stacked-window .csv / .parquet.", show_default=False)] = None,
     generated: Annotated[Optional[Path], typer.Option("--generated", help="Generated windows, in the same formats.", show_default=False)] = None,
+    gaps: Annotated[Optional[Path], typer.Option("--gaps", help="Imputation mode: the table with gaps that was imputed (CSV / Parquet); --real is then its complete version.", show_default=False)] = None,
+    imputed: Annotated[Optional[Path], typer.Option("--imputed", help="Imputation mode: the filled table (from `tsdiff impute`); scored where --gaps is missing and --real is known.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the JSON report [default: report.json, or RUN/report.json].", show_default=False)] = None,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Folder for PNGs: PCA, t-SNE and series of real vs generated.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML settings whose [eval] section to use.", show_default=False)] = None,
@@ -23,14 +25,20 @@ def evaluate_command(
     seed: Annotated[Optional[int], typer.Option(help="Seed of the metrics (overrides [eval] seed).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no table; only the report file.")] = False,
 ) -> None:
-    """Score generated windows against real ones with the papers' metrics.
+    """Score generated windows against real ones with the papers' metrics, or an imputation.
 
     Discriminative and predictive scores (TimeGAN protocol), Context-FID (TS2Vec) and the
-    correlation score, each repeated and reported as mean ± std.
+    correlation score, each repeated and reported as mean ± std. With --real, --gaps and
+    --imputed: MAE / MSE / RMSE of the filled values (z-space) beside the mean,
+    last-observation and linear-interpolation baselines, and 90 % coverage where the filled
+    table has _q05 / _q95 columns.
     """
     from tsdiff_cli.cli._progress import Reporter
     from tsdiff_cli.settings import load_settings
 
+    if gaps is not None or imputed is not None:
+        _evaluate_imputation(run, real, generated, gaps, imputed, output, quiet)
+        return
     settings = load_settings(config, {"eval": {"repeats": repeats, "seed": seed}})
     if run is not None and (real is not None or generated is not None):
         raise UserError("evaluate", "give either RUN or --real with --generated, not both", "choose one")
@@ -52,6 +60,29 @@ def evaluate_command(
     write_text(ensure_writable(out, "report"), json.dumps(report, indent=2) + "\n")
     if not quiet:
         _print_report(report, out)
+
+
+def _evaluate_imputation(run, real, generated, gaps, imputed, output, quiet) -> None:
+    import json
+
+    from tsdiff_cli.atomic import ensure_writable, write_text
+    from tsdiff_cli.metrics.imputation import format_report
+    from tsdiff_cli.training.impute import judge_files
+
+    if run is not None or generated is not None:
+        raise UserError("evaluate", "imputation mode takes --real, --gaps and --imputed only", "drop RUN / --generated")
+    if real is None or gaps is None or imputed is None:
+        missing = [n for n, v in (("--real", real), ("--gaps", gaps), ("--imputed", imputed)) if v is None]
+        raise UserError("evaluate", f"imputation mode needs {', '.join(missing)} as well",
+                        "give the complete table (--real), the table with gaps (--gaps) and the filled one (--imputed)")
+    out = ensure_writable(output or Path("report.json"), "report")
+    report = judge_files(real, gaps, imputed)
+    write_text(out, json.dumps(report, indent=2) + "\n")
+    if not quiet:
+        print(format_report(report))
+        if "coverage90" in report["method"]:
+            print(f"90 % interval coverage (_q05 … _q95): {report['method']['coverage90']:.3f}")
+        print(f"report: {out}")
 
 
 def _require_generator(run: Path) -> None:
