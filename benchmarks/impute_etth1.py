@@ -25,7 +25,7 @@ import torch
 
 from tsdiff_cli.data.scaling import Scaler
 from tsdiff_cli.data.sources import shipped_path
-from tsdiff_cli.metrics.imputation import BASELINE_FILLS, errors, fair_crps
+from tsdiff_cli.metrics.imputation import BASELINE_FILLS, coverage, errors, fair_crps
 from tsdiff_cli.models.inpaint import inpaint, tst_fill
 from tsdiff_cli.settings import load_settings
 from tsdiff_cli.training.train import load_run_generator, train_generator
@@ -55,6 +55,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=0, help="diffusion inpaintings per window (0: TST only)")
     ap.add_argument("--diffusion-windows", type=int, default=300, help="test windows scored with diffusion (its cost)")
     ap.add_argument("--steps", type=int, default=18, help="Heun steps of inpainting")
+    ap.add_argument("--start-sigma", type=float, default=None,
+                    help="start inpainting from the TST completion noised to this σ (default: from pure noise)")
+    ap.add_argument("--rates", type=float, nargs="+", default=list(RATES), help="mask rates")
     args = ap.parse_args()
     torch.set_num_threads(2)
 
@@ -76,7 +79,7 @@ def main() -> None:
         return (scaler.inverse(x.double().numpy()) - mean) / std
 
     rows = []
-    for rate in RATES:
+    for rate in args.rates:
         mask = np.random.default_rng([0, int(rate * 1000)]).random(windows.shape) <= rate
         gappy = np.where(mask, np.nan, windows)
         line = {"rate": rate}
@@ -91,11 +94,14 @@ def main() -> None:
             k = min(args.diffusion_windows, len(windows))
             pick = np.random.default_rng(3).choice(len(windows), k, replace=False)
             t0 = time.perf_counter()
-            draws = from01(inpaint(model, to01(gappy[pick]), args.samples, steps=args.steps, seed=0))
+            draws = from01(inpaint(model, to01(gappy[pick]), args.samples, steps=args.steps, seed=0,
+                                   start_sigma=args.start_sigma))
             line["diff_s_per_1000"] = (time.perf_counter() - t0) / k * 1000
             med = np.median(draws, axis=0)
             line["diffusion"] = errors(med, windows[pick], mask[pick])
             line["diffusion"]["crps"] = float(fair_crps(draws[:, mask[pick]], windows[pick][mask[pick]]).mean())
+            lo, hi = np.quantile(draws[:, mask[pick]], [0.05, 0.95], axis=0)
+            line["diffusion"]["coverage90"] = coverage(lo, hi, windows[pick][mask[pick]])
             line["tst_same_windows"] = errors(filled[pick], windows[pick], mask[pick])
             line["linear_same_windows"] = errors(BASELINE_FILLS["linear"](gappy[pick]), windows[pick], mask[pick])
         rows.append(line)
@@ -112,11 +118,12 @@ def main() -> None:
     print("TimesNet (published) avg 0.078 / 0.187")
     print(f"TST completion: {np.mean([r['tst_s_per_1000'] for r in rows]):.2f} s per 1000 windows of 96 h")
     if args.samples >= 2:
-        print(f"\ndiffusion inpainting, {args.samples} samples, {args.steps} Heun steps, on {min(args.diffusion_windows, len(windows))} "
+        start = "pure noise" if args.start_sigma is None else f"the TST completion at σ {args.start_sigma:g}"
+        print(f"\ndiffusion inpainting from {start}, {args.samples} samples, {args.steps} Heun steps, on {min(args.diffusion_windows, len(windows))} "
               "random test windows (a subset: its cost), median vs TST and linear on the same windows:")
         for line in rows:
             d, t, lin = line["diffusion"], line["tst_same_windows"], line["linear_same_windows"]
-            print(f"{line['rate']:>6.3f} diffusion {d['mse']:.4f}/{d['mae']:.4f} (CRPS {d['crps']:.4f})  "
+            print(f"{line['rate']:>6.3f} diffusion {d['mse']:.4f}/{d['mae']:.4f} (CRPS {d['crps']:.4f}, cov90 {d['coverage90']:.2f})  "
                   f"tst {t['mse']:.4f}/{t['mae']:.4f}  linear {lin['mse']:.4f}/{lin['mae']:.4f}")
         print(f"diffusion: {np.mean([r['diff_s_per_1000'] for r in rows]):.1f} s per 1000 windows of 96 h")
 

@@ -14,7 +14,7 @@ function __tsdiff_path --description 'the tsdiff (sub)command on the command lin
         switch "$path|$word"
             case '|preprocess' '|pretrain-tst' '|train' '|sample' '|evaluate' '|impute' '|monitor' '|config' 'config|show'
                 set path (string trim -- "$path $word")
-            case 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--device' 'sample|--output' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst'
+            case 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--start-sigma' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--device' 'sample|--output' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst'
                 set skip 1
         end
     end
@@ -82,7 +82,8 @@ complete -c tsdiff -n '__tsdiff_at impute' -s i -l input -r -F -d 'CSV / Parquet
 complete -c tsdiff -n '__tsdiff_at impute' -s o -l output -r -F -d 'Filled file (.csv / .parquet): the input\'s columns, observed values unchanged'
 complete -c tsdiff -n '__tsdiff_at impute' -l emb-dir -r -F -d 'TimeKD embeddings: the root, or its {name}/{pred_len}/{flag} folder; trains a denoising decoder'
 complete -c tsdiff -n '__tsdiff_at impute' -l model -r -F -d 'A generator run (from `tsdiff train`) to fill with'
-complete -c tsdiff -n '__tsdiff_at impute' -l samples -x -d 'With --model: 0 fills with the TST completion; K ≥ 2 draws K diffusion inpaintings and adds 5 % / 95 % columns'
+complete -c tsdiff -n '__tsdiff_at impute' -l samples -x -d 'With --model: 0 fills with the TST completion; K ≥ 10 draws K diffusion inpaintings and adds 5 % / 95 % columns'
+complete -c tsdiff -n '__tsdiff_at impute' -l start-sigma -x -d 'Inpainting starts from the TST completion noised to this σ (e.g'
 complete -c tsdiff -n '__tsdiff_at impute' -l holdout -x -d 'Judge instead of fill: hide this fraction of the observed values and report errors on them beside baselines'
 complete -c tsdiff -n '__tsdiff_at impute' -l pred-len -x -d 'TimeKD horizon P, when the folder holds several'
 complete -c tsdiff -n '__tsdiff_at impute' -l flag -x -d 'TimeKD split (train, val, test), when the folder holds several'

@@ -28,6 +28,10 @@ def _small_frame(rows: int = 200, variables: int = 3, seed: int = 0) -> pd.DataF
     return frame
 
 
+def _newest_impute_run(workdir):
+    return sorted((workdir / "runs").glob("*-impute-*"))[-1]
+
+
 SMALL = dict(seq_len=16, pred_len=8, flag="train", width=16)  # custom 70/10/20: 140 train rows → 117 windows
 
 
@@ -59,6 +63,34 @@ def test_files_are_sorted_numerically_and_cached(tmp_path):
         f["embeddings"][0, 0] = 123.0
     third, cached3 = read_embeddings(layout, tmp_path / "cache")
     assert not cached3 and third[3, 0, 0] == 123.0
+
+
+def test_tslib_borders_are_those_of_the_tslib_loaders():
+    from tsdiff_cli.data.timekd import tslib_borders, window_count
+
+    assert tslib_borders("ett_hour", 17420, 96) == {"train": (0, 8640), "val": (8544, 11520), "test": (11424, 14400)}
+    assert tslib_borders("ett_minute", 69680, 96) == {"train": (0, 34560), "val": (34464, 46080), "test": (45984, 57600)}
+    # custom 70/10/20 with int(): 1000 rows → 700 / 100 / 200
+    assert tslib_borders("custom", 1000, 24) == {"train": (0, 700), "val": (676, 800), "test": (776, 1000)}
+    assert window_count(11424, 14400, 96, 96) == 2785  # the 2 785 test windows of ETTh1 96→96
+
+
+def test_custom_data_reads_embeddings_in_tslib_order_with_the_target_last(cli, workdir):
+    frame = _small_frame(variables=3).rename(columns={"v0": "OT"})  # OT first in the file
+    tslib = frame[["date", "v1", "v2", "OT"]]  # TSLib's Dataset_Custom moves the target last
+    write_layout(workdir / "emb", tslib, "mydata", noise=0.0, **SMALL)
+    gaps = with_gaps(frame, 0.2)
+    gaps.to_csv(workdir / "data.csv", index=False)
+    env = {"TSDIFF_IMPUTE__EPOCHS": "150", "TSDIFF_IMPUTE__PATIENCE": "150"}
+    r = cli("impute", "--emb-dir", "emb", "--input", "data.csv", "-o", "filled.csv", "--seq-len", "16", env=env)
+    assert r.exit_code == 0, r.output
+    filled = pd.read_csv("filled.csv")
+    assert list(filled.columns) == ["date", "OT", "v1", "v2"]
+    covered = slice(0, 140)
+    missing = gaps.iloc[covered, 1:].isna().to_numpy()
+    err = np.abs(filled.iloc[covered, 1:].to_numpy() - frame.iloc[covered, 1:].to_numpy())[missing]
+    spread = frame.iloc[covered, 1:].to_numpy().std()
+    assert err.mean() < 0.3 * spread  # each column filled from its own embeddings, not a neighbour's
 
 
 def test_several_folders_ask_for_pred_len_and_flag(tmp_path):
@@ -129,12 +161,12 @@ def test_embeddings_fill_the_covered_rows_and_beat_linear_interpolation(cli, wor
     np.testing.assert_array_equal(values[observed], before[observed])  # observed values untouched
     assert not np.isnan(values[8544:11520]).any()
     assert np.isnan(values[:8544]).sum() == np.isnan(before[:8544]).sum()  # outside: left missing
-    run = (workdir / "runs" / "latest").resolve()
+    run = _newest_impute_run(workdir)
     assert (run / "model.safetensors").is_file() and (run / "metrics.jsonl").is_file()
 
     r = cli("impute", "--emb-dir", root / "emb_out", "--input", root / "data.csv", "--holdout", "0.1", env=fast)
     assert r.exit_code == 0, r.output
-    report = json.loads(((workdir / "runs" / "latest").resolve() / "report.json").read_text())
+    report = json.loads((_newest_impute_run(workdir) / "report.json").read_text())
     assert report["method"]["mse"] < report["baselines"]["linear"]["mse"]
     assert report["method"]["mae"] < report["baselines"]["linear"]["mae"]
 
@@ -181,7 +213,7 @@ def generator_run(cli, workdir):
 
 
 def test_generator_fills_with_median_and_interval_columns(cli, workdir, generator_run):
-    r = cli("impute", "--model", generator_run, "--input", "gaps.csv", "-o", "filled.csv", "--samples", "4", "--steps", "3", "-q")
+    r = cli("impute", "--model", generator_run, "--input", "gaps.csv", "-o", "filled.csv", "--samples", "10", "--steps", "3", "-q")
     assert r.exit_code == 0, r.output
     gaps, filled = pd.read_csv("gaps.csv"), pd.read_csv("filled.csv")
     cols = list(gaps.columns)
@@ -202,14 +234,18 @@ def test_generator_fills_with_median_and_interval_columns(cli, workdir, generato
     r = cli("evaluate", "--real", "truth.csv", "--gaps", "gaps.csv", "--imputed", "filled.csv", "-o", "rep.json")
     assert r.exit_code == 0, r.output
     rep = json.loads((workdir / "rep.json").read_text())
-    assert rep["hidden"] == int(missing.sum()) and 0 <= rep["method"]["coverage90"] <= 1
+    truth = pd.read_csv("truth.csv").to_numpy()
+    inside = (lo[missing] <= truth[missing]) & (truth[missing] <= hi[missing])
+    assert rep["hidden"] == int(missing.sum()) and rep["method"]["coverage90"] == pytest.approx(inside.mean())
     assert set(rep["baselines"]) == {"mean", "locf", "linear"}
 
 
 def test_generator_holdout_reports_crps_and_coverage(cli, workdir, generator_run):
-    r = cli("impute", "--model", generator_run, "--input", "gaps.csv", "--holdout", "0.2", "--samples", "3", "--steps", "2")
+    r = cli("impute", "--model", workdir / "runs" / "latest", "--input", "gaps.csv", "--holdout", "0.2", "--samples", "10",
+            "--steps", "2")
     assert r.exit_code == 0, r.output
-    report = json.loads(((workdir / "runs" / "latest").resolve() / "report.json").read_text())
+    assert (workdir / "runs" / "latest").resolve() == generator_run  # impute runs leave runs/latest alone
+    report = json.loads((_newest_impute_run(workdir) / "report.json").read_text())
     assert {"mae", "mse", "rmse", "crps", "coverage90"} <= set(report["method"])
     assert report["hidden"] == round(0.2 * np.count_nonzero(~np.isnan(pd.read_csv("gaps.csv").to_numpy())))
 
@@ -226,8 +262,12 @@ def test_bad_inputs_for_the_generator_path(cli, workdir, generator_run):
     r = cli("impute", "--model", generator_run, "--input", "complete.csv", "-o", "out.csv")
     assert r.exit_code == 0 and "no missing values" in r.output
     assert (workdir / "out.csv").read_bytes() == (workdir / "complete.csv").read_bytes()
-    r = cli("impute", "--model", generator_run, "--input", "gaps.csv", "-o", "x.csv", "--samples", "1")
-    assert r.exit_code == 2 and "samples" in r.output
+    r = cli("impute", "--model", generator_run, "--input", "gaps.csv", "-o", "x.csv", "--samples", "5")
+    assert r.exit_code == 2 and "samples" in r.output and "at least 10" in r.output
+    r = cli("impute", "--model", generator_run, "--input", "gaps.csv", "--holdout", "0.1", "--seed", "-1")
+    assert r.exit_code == 2 and "seed" in r.output
+    r = cli("impute", "--model", generator_run, "--input", "gaps.csv", "-o", "x.tsv")
+    assert r.exit_code == 2 and "unknown output type" in r.output
     r = cli("impute", "--model", generator_run, "--emb-dir", "e", "--input", "gaps.csv", "-o", "x.csv")
     assert r.exit_code == 2 and "exactly one of" in r.output
     r = cli("impute", "--model", workdir / "nope", "--input", "gaps.csv", "-o", "x.csv")

@@ -64,7 +64,9 @@ class Run:
         self.status: dict[str, Any] = {}
 
     @classmethod
-    def create(cls, runs_dir: Path, command: str, config_name: str, config_text: str) -> Run:
+    def create(cls, runs_dir: Path, command: str, config_name: str, config_text: str, latest: bool = True) -> Run:
+        """A new run directory; ``latest`` points runs/latest at it (impute runs do not, so that
+        ``--model runs/latest`` keeps naming the newest generator)."""
         runs_dir = Path(runs_dir)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = runs_dir / f"{stamp}-{command}-{config_name}"
@@ -75,7 +77,8 @@ class Run:
         (path / CHECKPOINTS).mkdir(parents=True)
         write_text(path / "config.toml", config_text)
         run = cls(path)
-        run.point_latest()
+        if latest:
+            run.point_latest()
         return run
 
     @classmethod

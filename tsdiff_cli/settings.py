@@ -227,20 +227,23 @@ class ImputeSettings(_Section):
     lr: float = Field(1e-3, gt=0, description="decoder learning rate (AdamW)")
     batch_size: int = Field(64, ge=1, description="windows per decoder step")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="last fraction of the windows used for early stopping")
-    samples: int = Field(0, ge=0, description="generator path: 0 fills with the TST completion; K ≥ 2 draws K diffusion "
+    samples: int = Field(0, ge=0, description="generator path: 0 fills with the TST completion; K ≥ 10 draws K diffusion "
                          "inpaintings and writes their median with 5 % and 95 % columns")
+    start_sigma: float | None = Field(None, gt=0, description="inpainting starts from the TST completion noised to this σ "
+                                      "(e.g. 1.0); unset: from pure noise (σ 80)")
     steps: int = Field(18, ge=1, description="Heun steps of diffusion inpainting")
     batch: int = Field(512, ge=1, description="windows per inpainting batch")
     holdout: float = Field(0.0, ge=0, lt=1, description="judge instead of fill: hide this fraction of the observed values, "
                            "fill, report errors on them beside baselines")
-    seed: int = Field(0, description="seed of training, holdout and sampling")
+    seed: int = Field(0, ge=0, description="seed of training, holdout and sampling")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description='"auto" uses a GPU when there is one')
-    runs_dir: Path = Field(Path("runs"), description="where impute runs are made")
+    runs_dir: Path = Field(Path("runs"), description="where impute runs are made (they do not move runs/latest)")
 
     @model_validator(mode="after")
     def _check(self) -> ImputeSettings:
-        if self.samples == 1:
-            raise ValueError("samples = 1 gives no interval; use 0 (TST completion) or at least 2 draws")
+        if 0 < self.samples < 10:
+            raise ValueError(f"samples = {self.samples} draws cannot give a 5–95 % interval (their min and max would "
+                             "stand for it); use 0 (TST completion) or at least 10")
         return self
 
 

@@ -9,12 +9,13 @@ import typer
 
 
 def impute_command(
-    config: Annotated[Optional[Path], typer.Argument(metavar="[CONFIG]", help="TOML settings with an [impute] section (every key also has an option).", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Argument(metavar="[CONFIG]", help="TOML settings with an [impute] section (for keys without an option here: columns, time_column, decoder sizes, epochs …).", show_default=False)] = None,
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="CSV / Parquet file with gaps (empty cells or NaN).", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Filled file (.csv / .parquet): the input's columns, observed values unchanged.", show_default=False)] = None,
     emb_dir: Annotated[Optional[Path], typer.Option("--emb-dir", help="TimeKD embeddings: the root, or its {name}/{pred_len}/{flag} folder; trains a denoising decoder.", show_default=False)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="A generator run (from `tsdiff train`) to fill with.", show_default=False)] = None,
-    samples: Annotated[Optional[int], typer.Option(help="With --model: 0 fills with the TST completion; K ≥ 2 draws K diffusion inpaintings and adds 5 % / 95 % columns.", show_default=False)] = None,
+    samples: Annotated[Optional[int], typer.Option(help="With --model: 0 fills with the TST completion; K ≥ 10 draws K diffusion inpaintings and adds 5 % / 95 % columns.", show_default=False)] = None,
+    start_sigma: Annotated[Optional[float], typer.Option("--start-sigma", help="Inpainting starts from the TST completion noised to this σ (e.g. 1.0) instead of pure noise.", show_default=False)] = None,
     holdout: Annotated[Optional[float], typer.Option(help="Judge instead of fill: hide this fraction of the observed values and report errors on them beside baselines.", show_default=False)] = None,
     pred_len: Annotated[Optional[int], typer.Option("--pred-len", help="TimeKD horizon P, when the folder holds several.", show_default=False)] = None,
     flag: Annotated[Optional[str], typer.Option(help="TimeKD split (train, val, test), when the folder holds several.", show_default=False)] = None,
@@ -37,7 +38,7 @@ def impute_command(
     from tsdiff_cli.settings import load_settings
     from tsdiff_cli.training.impute import impute
 
-    overrides = {"impute": {"input": input, "output": output, "emb_dir": emb_dir, "model": model, "samples": samples,
+    overrides = {"impute": {"input": input, "output": output, "emb_dir": emb_dir, "model": model, "samples": samples, "start_sigma": start_sigma,
                             "holdout": holdout, "pred_len": pred_len, "flag": flag, "seq_len": seq_len,
                             "borders": borders, "decoder": decoder, "steps": steps, "seed": seed, "device": device}}
     settings = load_settings(config, overrides)
@@ -51,7 +52,7 @@ def impute_command(
     if result.report is not None:
         print(format_report(result.report))
         print(f"report: {result.run / 'report.json'}")
-    elif result.output is not None and result.filled:
+    elif result.output is not None:
         print(f"filled {result.filled} values; wrote {result.output}"
               + (f" ({result.left} still missing)" if result.left else ""))
     if result.run is not None and result.report is None:

@@ -48,7 +48,7 @@ def read_gappy(path: Path, columns: list[str] | None = None, time_column: str | 
     frame = read_frame(path)
     names = list(frame.columns)
     if time_column is not None and time_column not in names:
-        raise UserError(path, f"has no time column '{time_column}' (columns: {', '.join(names)})", "fix --time-column")
+        raise UserError(path, f"has no time column '{time_column}' (columns: {', '.join(names)})", "fix [impute] time_column")
     if time_column is None and columns is None:
         time_column = next((c for c in names if _looks_like_time(frame[c])), None)
     if columns is None:

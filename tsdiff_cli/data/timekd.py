@@ -94,7 +94,8 @@ def locate(emb_dir: Path, pred_len: int | None = None, flag: str | None = None) 
     candidates = []
     for leaf in leaves:
         name, p, f = _leaf_parts(leaf)
-        if (pred_len is None or p == pred_len) and (flag is None or f == flag):
+        # a folder that does not name its pred_len / split matches any asked for (they are then taken from the options)
+        if (pred_len is None or p is None or p == pred_len) and (flag is None or f not in FLAGS or f == flag):
             candidates.append((leaf, name, p, f))
     if not candidates:
         found = ", ".join(str(leaf.relative_to(emb_dir)) or "." for leaf in leaves)
@@ -122,7 +123,9 @@ def locate(emb_dir: Path, pred_len: int | None = None, flag: str | None = None) 
 
 
 def _fingerprint(files: list[Path]) -> str:
-    digest = hashlib.sha256()
+    """The folder, and every file's name, size and modification time, and the first file's bytes."""
+    digest = hashlib.sha256(str(files[0].parent.resolve()).encode())
+    digest.update(files[0].read_bytes())
     for p in files:
         st = p.stat()
         digest.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns};".encode())
@@ -199,7 +202,8 @@ def check_count(layout: Layout, windows: int, rows: int, seq_len: int, scheme: s
     borders = tslib_borders(scheme, rows, seq_len)
     b1, b2 = borders[layout.flag]
     if b1 < 0 or b2 > rows:
-        raise UserError(where, f"has {rows} rows, but the {scheme} borders need {b2} for the {layout.flag} split",
+        need = f"{b2} rows" if b2 > rows else f"seq_len {seq_len} to fit before row {b1 + seq_len}"
+        raise UserError(where, f"has {rows} rows, but the {scheme} borders of the {layout.flag} split need {need}",
                         "name the CSV the embeddings were made from, or set --borders")
     expected = window_count(b1, b2, seq_len, layout.pred_len)
     if windows != expected:

@@ -70,19 +70,30 @@ def tile_starts(rows: int, seq_len: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def inpaint(model: Generator, series: torch.Tensor, samples: int, *, steps: int = 18, seed: int = 0,
-            batch_size: int = 512, callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+            batch_size: int = 512, start_sigma: float | None = None,
+            callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """``samples`` fillings (K, S, R, F) of ``series`` (S, R, F) by diffusion inpainting; observed
-    values are kept exactly."""
+    values are kept exactly.
+
+    ``start_sigma`` None samples from pure noise (σ_max = 80). A value such as 1 starts instead from
+    the TST completion noised to that level and samples down from there (SDEdit, Meng et al. 2022,
+    combined with the replacement above): the draws scatter around the TST's filling.
+    """
     t, device = model.cfg.seq_len, series.device
     _check_length(series, t)
     s, r, f = series.shape
     starts = tile_starts(r, t).to(device)
+    if start_sigma is not None:
+        completed = tst_fill(model, series)  # with the whole series as context, then tiled
     tiles = series[:, starts.view(-1, 1) + torch.arange(t, device=device)]  # (S, n, T, F)
     n = tiles.shape[1]
     flat = tiles.reshape(s * n, t, f).repeat(samples, 1, 1)  # (K·S·n, T, F), sample-major
     known = ~torch.isnan(flat)
     # known pixels: observed values; the padding pixels of the delay image (always 0 in training)
     pixels = model.to_image(torch.nan_to_num(flat, nan=0.5))
+    if start_sigma is not None:
+        first = completed[:, starts.view(-1, 1) + torch.arange(t, device=device)].reshape(s * n, t, f).repeat(samples, 1, 1)
+        start_px = model.to_image(first)
     known_px = model.embed.to_image(known.to(flat.dtype)) > 0.5
     pad = model.embed.to_image(torch.ones_like(flat[:1])) < 0.5
     known_px = known_px | pad
@@ -100,7 +111,10 @@ def inpaint(model: Generator, series: torch.Tensor, samples: int, *, steps: int 
             return torch.where(mask, x0 + sigma * eps, x)
 
         noise = torch.randn(x0.shape, generator=gen).to(device)
+        if start_sigma is not None:  # heun_sample starts at σ_max · noise: shift it to the completion
+            noise = noise + start_px[lo:lo + batch_size] / start_sigma
         images = heun_sample(model.denoiser, noise, steps, generator=gen, project=project,
+                             sigma_max=80.0 if start_sigma is None else start_sigma,
                              callback=None if callback is None else (lambda i, k, b=b: callback(b * k + i, batches * k)))
         out.append(model.to_windows(images))
     windows = torch.cat(out).view(samples, s, n, t, f)

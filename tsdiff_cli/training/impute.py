@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 
 from tsdiff_cli import __version__
 from tsdiff_cli.data.gappy import GappyTable, read_gappy, write_filled
-from tsdiff_cli.errors import UserError
+from tsdiff_cli.errors import Interrupted, UserError
 from tsdiff_cli.metrics.imputation import hide, score_filling
 from tsdiff_cli.settings import Settings, to_toml
 
@@ -60,8 +61,25 @@ def _check_request(s: Settings) -> None:
                         "drop --output to judge, or drop --holdout to fill")
     if p.holdout == 0 and p.output is None:
         raise UserError("impute", "no output file", "give -o filled.csv (or [impute] output)")
+    if p.output is not None and p.output.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise UserError(p.output, "unknown output type", "use .csv or .parquet")
     if p.emb_dir is not None and p.samples:
         raise UserError("--samples", "applies to --model (diffusion inpainting), not to --emb-dir", "drop --samples")
+
+
+@contextmanager
+def _guard(run):
+    """A run that ends early says so in status.json: interrupted (Ctrl-C, exit 130) or failed."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        run.set_status(state="interrupted")
+        run.close()
+        raise Interrupted(f"no output written; the run folder {run.path} keeps what was logged") from None
+    except BaseException as exc:
+        run.set_status(state="failed", error=str(exc))
+        run.close()
+        raise
 
 
 def _check_source(p) -> None:
@@ -103,9 +121,12 @@ def impute(s: Settings, config_name: str, update: Update | None = None) -> Imput
         else:
             write_filled(p.output, table, table.values)
         return ImputeResult(p.output, None, 0, 0, None, [f"{table.path} has no missing values; written unchanged to {p.output}"])
-    if p.emb_dir is not None:
-        return _from_embeddings(s, table, config_name, update)
-    return _from_generator(s, table, update)
+    try:
+        if p.emb_dir is not None:
+            return _from_embeddings(s, table, config_name, update)
+        return _from_generator(s, table, update)
+    except KeyboardInterrupt:
+        raise Interrupted("no output written") from None
 
 
 # --- from TimeKD embeddings -----------------------------------------------------------------
@@ -140,44 +161,52 @@ def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: U
     segment = gappy[b1:b2]
     targets = np.lib.stride_tricks.sliding_window_view(segment, length, axis=0).transpose(0, 2, 1)  # (W, L+P, F)
 
-    run = Run.create(p.runs_dir, "impute", config_name, to_toml(s))
-    run.note(f"tsdiff {__version__} impute from {layout.leaf} ({windows} windows, {'cache' if cached else 'files'})")
-    run.set_status(state="running", command="impute", phase="impute", step=0)
-    cfg = EmbDecoderConfig(variables, width, length, p.decoder, p.hidden, p.layers)
-    torch.manual_seed(p.seed)
-    model = EmbDecoder(cfg)
+    if windows - max(1, int(round(windows * p.val_fraction))) < 1:
+        raise UserError(layout.leaf, f"holds {windows} window(s), too few to keep some for early stopping",
+                        "use a longer split, or lower [impute] val_fraction")
 
-    def on_epoch(epoch: int, loss: float, val: float) -> None:
-        run.log("train", "impute", epoch, epoch, loss=loss, val_loss=val)
-        run.set_status(step=epoch, epoch=epoch)
-        update("training decoder", epoch, p.epochs)
+    run = Run.create(p.runs_dir, "impute", config_name, to_toml(s), latest=False)
+    with _guard(run):
+        run.note(f"tsdiff {__version__} impute from {layout.leaf} ({windows} windows, {'cache' if cached else 'files'})")
+        run.set_status(state="running", command="impute", phase="impute", step=0)
+        cfg = EmbDecoderConfig(variables, width, length, p.decoder, p.hidden, p.layers)
+        torch.manual_seed(p.seed)
+        model = EmbDecoder(cfg)
 
-    emb_t = torch.from_numpy(embeddings)
-    fit = fit_decoder(model, emb_t, torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)), noise=p.noise,
-                      epochs=p.epochs, patience=p.patience, lr=p.lr, batch_size=p.batch_size,
-                      val_fraction=p.val_fraction, seed=p.seed, on_epoch=on_epoch)
-    update("training decoder", p.epochs, p.epochs)
-    preds = decode(model, emb_t)
-    mean_z, _ = overlap_mean(preds.double().unsqueeze(0), torch.arange(windows), b2 - b1)
-    filled = gappy.copy()
-    filled[b1:b2] = np.where(np.isnan(segment), mean_z[0].numpy(), segment)
+        def on_epoch(epoch: int, loss: float, val: float) -> None:
+            run.log("train", "impute", epoch, epoch, loss=loss, val_loss=val)
+            run.set_status(step=epoch, epoch=epoch)
+            update("training decoder", epoch, p.epochs)
 
-    meta = {"format": "tsdiff-emb-decoder", "config": cfg.to_json(), "columns": json.dumps(order),
-            "z_mean": json.dumps(mean.tolist()), "z_std": json.dumps(std.tolist()), "borders": scheme,
-            "layout": json.dumps({"leaf": str(layout.leaf), "name": layout.name, "pred_len": layout.pred_len,
-                                  "flag": layout.flag, "seq_len": p.seq_len, "border1": b1, "border2": b2}),
-            "tsdiff_version": __version__}
-    save_model(run.path / DECODER_FILE, model.state_dict(), meta)
-    run.log("event", "impute", fit.epochs, fit.epochs,
-            message=f"decoder stopped ({fit.stopped}) after {fit.epochs} epochs; best validation MSE {fit.best_val:.4f} at epoch {fit.best_epoch}")
-    notes = [f"decoder ({p.decoder}) trained {fit.epochs} epochs, best validation MSE {fit.best_val:.4f} (z-space, observed values)"]
-    outside = int(np.isnan(gappy).sum() - np.isnan(gappy[b1:b2]).sum())
-    if outside:
-        notes.append(f"{outside} missing values lie outside rows {b1}–{b2 - 1}, which the {layout.flag} embeddings "
-                     "cover; they are left missing")
-    return _finish(s, table, perm, run, truth, gappy, hidden, filled, None, std, mean, notes, slice(b1, b2),
-                   caveat="the embeddings were computed from the data before hiding, so this judges how well the "
-                          "decoder reads them")
+        emb_t = torch.from_numpy(embeddings)
+        fit = fit_decoder(model, emb_t, torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)), noise=p.noise,
+                          epochs=p.epochs, patience=p.patience, lr=p.lr, batch_size=p.batch_size,
+                          val_fraction=p.val_fraction, seed=p.seed, on_epoch=on_epoch)
+        update("training decoder", p.epochs, p.epochs)
+        preds = decode(model, emb_t)
+        mean_z, _ = overlap_mean(preds.double().unsqueeze(0), torch.arange(windows), b2 - b1)
+        filled = gappy.copy()
+        filled[b1:b2] = np.where(np.isnan(segment), mean_z[0].numpy(), segment)
+
+        meta = {"format": "tsdiff-emb-decoder", "config": cfg.to_json(), "columns": json.dumps(order),
+                "z_mean": json.dumps(mean.tolist()), "z_std": json.dumps(std.tolist()), "borders": scheme,
+                "layout": json.dumps({"leaf": str(layout.leaf), "name": layout.name, "pred_len": layout.pred_len,
+                                      "flag": layout.flag, "seq_len": p.seq_len, "border1": b1, "border2": b2}),
+                "tsdiff_version": __version__}
+        save_model(run.path / DECODER_FILE, model.state_dict(), meta)
+        run.log("event", "impute", fit.epochs, fit.epochs,
+                message=f"decoder stopped ({fit.stopped}) after {fit.epochs} epochs; best validation MSE {fit.best_val:.4f} at epoch {fit.best_epoch}")
+        hint = "; set --seq-len if the store script's input_len was not 96" if p.seq_len == 96 else ""
+        notes = [f"{layout.flag} embeddings: window i covers rows {b1} + i … {b1} + i + {length - 1} "
+                 f"({scheme} borders, L = {p.seq_len}, P = {layout.pred_len}{hint})",
+                 f"decoder ({p.decoder}) trained {fit.epochs} epochs, best validation MSE {fit.best_val:.4f} (z-space, observed values)"]
+        outside = int(np.isnan(gappy).sum() - np.isnan(gappy[b1:b2]).sum())
+        if outside:
+            notes.append(f"{outside} missing values lie outside rows {b1}–{b2 - 1}, which the {layout.flag} embeddings "
+                         "cover; they are left missing")
+        return _finish(s, table, perm, run, truth, gappy, hidden, filled, None, std, mean, notes, slice(b1, b2),
+                       caveat="the embeddings were computed from the data before hiding, so this judges how well the "
+                              "decoder reads them")
 
 
 # --- from a generator run -------------------------------------------------------------------
@@ -189,7 +218,7 @@ def _from_generator(s: Settings, table: GappyTable, update: Update) -> ImputeRes
 
     p = s.impute
     device = resolve_device(p.device)
-    model, meta = load_run_generator(p.model, device)
+    model, meta = load_run_generator(Path(p.model).resolve(), device)
     wanted = json.loads(meta["columns"])
     absent = [c for c in wanted if c not in table.columns]
     extra = [c for c in table.columns if c not in wanted]
@@ -216,7 +245,7 @@ def _from_generator(s: Settings, table: GappyTable, update: Update) -> ImputeRes
         filled = (scaler.inverse(filled01) - mean) / std
         notes = [f"filled with the TST completion of {p.model}"]
     else:
-        out = inpaint(model, x01, p.samples, steps=p.steps, seed=p.seed, batch_size=p.batch,
+        out = inpaint(model, x01, p.samples, steps=p.steps, seed=p.seed, batch_size=p.batch, start_sigma=p.start_sigma,
                       callback=lambda d, n: update(f"inpainting ×{p.samples}", d, n))
         draws = (scaler.inverse(out[:, 0].cpu().double().numpy()) - mean) / std  # (K, R, F) z-space
         filled = np.median(draws, axis=0)
@@ -256,7 +285,7 @@ def _finish(s: Settings, table: GappyTable, perm: list[int], run, truth, gappy, 
             report["note"] = caveat
             notes.append(f"note: {caveat}")
         if run is None:
-            run = Run.create(p.runs_dir, "impute", Path(str(p.model)).name, to_toml(s))
+            run = Run.create(p.runs_dir, "impute", Path(str(p.model)).resolve().name, to_toml(s), latest=False)
         run.log("eval", "impute", 0, 0, **{f"{k}": v for k, v in report["method"].items()},
                 **{f"{b}_{k}": v for b, m in report["baselines"].items() for k, v in m.items()})
         write_text(run.path / "report.json", json.dumps(report, indent=2) + "\n")
