@@ -83,7 +83,7 @@ complete -c tsdiff -n '__tsdiff_at impute' -s o -l output -r -F -d 'Filled file 
 complete -c tsdiff -n '__tsdiff_at impute' -l emb-dir -r -F -d 'TimeKD embeddings: the root, or its {name}/{pred_len}/{flag} folder; trains a denoising decoder'
 complete -c tsdiff -n '__tsdiff_at impute' -l model -r -F -d 'A generator run (from `tsdiff train`) to fill with'
 complete -c tsdiff -n '__tsdiff_at impute' -l samples -x -d 'With --model: 0 fills with the TST completion; K ≥ 10 draws K diffusion inpaintings and adds 5 % / 95 % columns'
-complete -c tsdiff -n '__tsdiff_at impute' -l start-sigma -x -d 'Inpainting starts from the TST completion noised to this σ (e.g'
+complete -c tsdiff -n '__tsdiff_at impute' -l start-sigma -x -d 'Inpainting starts from the TST completion noised to this σ [default: 0.3]; 0 starts from pure noise'
 complete -c tsdiff -n '__tsdiff_at impute' -l holdout -x -d 'Judge instead of fill: hide this fraction of the observed values and report errors on them beside baselines'
 complete -c tsdiff -n '__tsdiff_at impute' -l pred-len -x -d 'TimeKD horizon P, when the folder holds several'
 complete -c tsdiff -n '__tsdiff_at impute' -l flag -x -d 'TimeKD split (train, val, test), when the folder holds several'

@@ -96,7 +96,7 @@ _tsdiff_impute() {
     '--emb-dir[TimeKD embeddings: the root, or its {name}/{pred_len}/{flag} folder; trains a denoising decoder]:file:_files' \
     '--model[A generator run (from `tsdiff train`) to fill with]:file:_files' \
     '--samples[With --model: 0 fills with the TST completion; K ≥ 10 draws K diffusion inpaintings and adds 5 % / 95 % columns]:value: ' \
-    '--start-sigma[Inpainting starts from the TST completion noised to this σ (e.g]:value: ' \
+    '--start-sigma[Inpainting starts from the TST completion noised to this σ \[default: 0.3\]; 0 starts from pure noise]:value: ' \
     '--holdout[Judge instead of fill: hide this fraction of the observed values and report errors on them beside baselines]:value: ' \
     '--pred-len[TimeKD horizon P, when the folder holds several]:value: ' \
     '--flag[TimeKD split (train, val, test), when the folder holds several]:value: ' \

@@ -15,7 +15,7 @@ def impute_command(
     emb_dir: Annotated[Optional[Path], typer.Option("--emb-dir", help="TimeKD embeddings: the root, or its {name}/{pred_len}/{flag} folder; trains a denoising decoder.", show_default=False)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="A generator run (from `tsdiff train`) to fill with.", show_default=False)] = None,
     samples: Annotated[Optional[int], typer.Option(help="With --model: 0 fills with the TST completion; K ≥ 10 draws K diffusion inpaintings and adds 5 % / 95 % columns.", show_default=False)] = None,
-    start_sigma: Annotated[Optional[float], typer.Option("--start-sigma", help="Inpainting starts from the TST completion noised to this σ (e.g. 1.0) instead of pure noise.", show_default=False)] = None,
+    start_sigma: Annotated[Optional[float], typer.Option("--start-sigma", help="Inpainting starts from the TST completion noised to this σ [default: 0.3]; 0 starts from pure noise.", show_default=False)] = None,
     holdout: Annotated[Optional[float], typer.Option(help="Judge instead of fill: hide this fraction of the observed values and report errors on them beside baselines.", show_default=False)] = None,
     pred_len: Annotated[Optional[int], typer.Option("--pred-len", help="TimeKD horizon P, when the folder holds several.", show_default=False)] = None,
     flag: Annotated[Optional[str], typer.Option(help="TimeKD split (train, val, test), when the folder holds several.", show_default=False)] = None,

@@ -245,7 +245,7 @@ def _from_generator(s: Settings, table: GappyTable, update: Update) -> ImputeRes
         filled = (scaler.inverse(filled01) - mean) / std
         notes = [f"filled with the TST completion of {p.model}"]
     else:
-        out = inpaint(model, x01, p.samples, steps=p.steps, seed=p.seed, batch_size=p.batch, start_sigma=p.start_sigma,
+        out = inpaint(model, x01, p.samples, steps=p.steps, seed=p.seed, batch_size=p.batch, start_sigma=p.start_sigma or None,
                       callback=lambda d, n: update(f"inpainting ×{p.samples}", d, n))
         draws = (scaler.inverse(out[:, 0].cpu().double().numpy()) - mean) / std  # (K, R, F) z-space
         filled = np.median(draws, axis=0)
