@@ -1,0 +1,54 @@
+"""Probabilistic forecast metrics (DESIGN "Metric protocols: Forecast").
+
+All functions take an ensemble ``samples`` of shape (M, ...) and the truth ``y`` of shape (...):
+
+- MSE / MAE of the ensemble median and mean;
+- CRPS per element with the fair ensemble estimator (``fair_crps``, shared with imputation);
+- the ProbTS / GluonTS "CRPS": the mean weighted quantile loss over 19 quantiles 0.05 … 0.95,
+  2 Σ |(ŷ_q − y)(1{y ≤ ŷ_q} − q)| / Σ |y|, on the original scale, and NMAE = Σ |y − median| / Σ |y|;
+- the coverage of the central 50 % and 90 % intervals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tsdiff_cli.metrics.imputation import fair_crps
+
+QUANTILES = np.round(np.arange(1, 20) * 0.05, 2)  # 0.05 … 0.95
+
+
+def weighted_quantile_loss(samples: np.ndarray, y: np.ndarray, quantiles: np.ndarray = QUANTILES) -> float:
+    """Mean over ``quantiles`` of 2 Σ |(ŷ_q − y)(1{y ≤ ŷ_q} − q)| / Σ |y|, with ŷ_q the empirical
+    quantile of the samples per element (the "CRPS" of ProbTS and GluonTS' mean_wQuantileLoss)."""
+    predicted = np.quantile(samples, quantiles, axis=0)  # (Q, ...)
+    q = quantiles.reshape((-1,) + (1,) * y.ndim)
+    loss = 2 * np.abs((predicted - y[None]) * ((y[None] <= predicted).astype(np.float64) - q))
+    return float(loss.reshape(len(quantiles), -1).sum(1).mean() / np.abs(y).sum())
+
+
+def nmae(samples: np.ndarray, y: np.ndarray) -> float:
+    """Σ |y − median| / Σ |y| (ProbTS)."""
+    return float(np.abs(y - np.median(samples, axis=0)).sum() / np.abs(y).sum())
+
+
+def interval_coverage(samples: np.ndarray, y: np.ndarray, level: float) -> float:
+    """Fraction of ``y`` inside the central ``level`` interval of the samples."""
+    lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return float(np.mean((y >= lo) & (y <= hi)))
+
+
+def forecast_scores(samples: np.ndarray, y: np.ndarray, samples_original: np.ndarray | None = None,
+                    y_original: np.ndarray | None = None) -> dict[str, float]:
+    """Every forecast metric of DESIGN for z-space ``samples`` (M, ...) and ``y``; the ProbTS
+    scores use the original-scale arrays when given (as ProbTS does), else the z-space ones."""
+    median, mean = np.median(samples, axis=0), samples.mean(axis=0)
+    so = samples if samples_original is None else samples_original
+    yo = y if y_original is None else y_original
+    return {
+        "mse_median": float(np.mean((median - y) ** 2)), "mae_median": float(np.mean(np.abs(median - y))),
+        "mse_mean": float(np.mean((mean - y) ** 2)), "mae_mean": float(np.mean(np.abs(mean - y))),
+        "crps": float(np.mean(fair_crps(samples, y))),
+        "crps_probts": weighted_quantile_loss(so, yo), "nmae_probts": nmae(so, yo),
+        "coverage50": interval_coverage(samples, y, 0.5), "coverage90": interval_coverage(samples, y, 0.9),
+    }
