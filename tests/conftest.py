@@ -50,3 +50,35 @@ def cli():
 def write_toml(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+#: A generator run small enough for tests: stock, 30 % missing, tiny TST and U-Net, a few steps.
+TINY = """
+[data]
+source = "stock"
+missing_rate = 0.3
+reverse_rows = true
+val_fraction = 0.9
+test_fraction = 0.0
+output = "data/tiny.h5"
+[tst]
+d_model = 8
+heads = 2
+layers = 1
+ff = 16
+decoder_hidden = 8
+epochs = 1
+[model]
+channels = 8
+channel_mult = [1, 2]
+num_blocks = 1
+attn_resolutions = [4]
+[train]
+epochs = 2
+batch_size = 128
+eval_every = 0
+device = "cpu"
+[sample]
+steps = 3
+batch_size = 64
+"""

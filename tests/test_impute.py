@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import write_toml
+from conftest import TINY, write_toml
 from timekd_fixture import with_gaps, write_layout
 from tsdiff_cli.data.sources import shipped_path
 from tsdiff_cli.data.timekd import locate, read_embeddings
@@ -173,37 +173,12 @@ def test_embeddings_fill_the_covered_rows_and_beat_linear_interpolation(cli, wor
 
 # --- from a generator run ------------------------------------------------------------------------
 
-TINY = """
-[data]
-source = "stock"
-missing_rate = 0.3
-reverse_rows = true
-val_fraction = 0.9
-test_fraction = 0.0
-output = "data/tiny.h5"
-[tst]
-d_model = 8
-heads = 2
-layers = 1
-ff = 16
-decoder_hidden = 8
-epochs = 1
-mask_rate = 0.2
-[model]
-channels = 8
-channel_mult = [1, 2]
-num_blocks = 1
-attn_resolutions = [4]
-[train]
-epochs = 1
-eval_every = 0
-device = "cpu"
-"""
 
 
 @pytest.fixture
 def generator_run(cli, workdir):
-    assert cli("train", write_toml(workdir / "tiny.toml", TINY), "-q").exit_code == 0
+    # the TST learns by masking, as config/etth1-impute.toml does
+    assert cli("train", write_toml(workdir / "tiny.toml", TINY), "-q", env={"TSDIFF_TST__MASK_RATE": "0.2"}).exit_code == 0
     stock = pd.read_csv(shipped_path("stock")).iloc[:100]
     stock.to_csv(workdir / "truth.csv", index=False)
     values = stock.to_numpy(copy=True)

@@ -10,37 +10,8 @@ import pytest
 from safetensors.torch import load_file
 
 from tsdiff_cli.data.store import read_dataset
-from conftest import write_toml
+from conftest import TINY, write_toml
 
-TINY = """
-[data]
-source = "stock"
-missing_rate = 0.3
-reverse_rows = true
-val_fraction = 0.9
-test_fraction = 0.0
-output = "data/tiny.h5"
-[tst]
-d_model = 8
-heads = 2
-layers = 1
-ff = 16
-decoder_hidden = 8
-epochs = 1
-[model]
-channels = 8
-channel_mult = [1, 2]
-num_blocks = 1
-attn_resolutions = [4]
-[train]
-epochs = 2
-batch_size = 128
-eval_every = 0
-device = "cpu"
-[sample]
-steps = 3
-batch_size = 64
-"""
 
 
 @pytest.fixture
