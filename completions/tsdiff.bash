@@ -33,14 +33,14 @@ _tsdiff() {
             "|monitor") path="monitor" ;;
             "|config") path="config" ;;
             "config|show") path="config show" ;;
-            "evaluate|--config"|"evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|--repeats"|"evaluate|--seed"|"evaluate|-c"|"evaluate|-o"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--emb-dir"|"impute|--flag"|"impute|--holdout"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"impute|-i"|"impute|-o"|"monitor|--interval"|"monitor|--screenshot"|"preprocess|--missing-rate"|"preprocess|--output"|"preprocess|--seed"|"preprocess|--seq-len"|"preprocess|-o"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--output"|"sample|--seed"|"sample|--steps"|"sample|-n"|"sample|-o"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--resume"|"train|--seed"|"train|--tst") skip=1 ;;
+            "evaluate|--config"|"evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|--repeats"|"evaluate|--seed"|"evaluate|-c"|"evaluate|-o"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--emb-dir"|"impute|--flag"|"impute|--holdout"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"impute|-i"|"impute|-o"|"monitor|--interval"|"monitor|--screenshot"|"preprocess|--missing-rate"|"preprocess|--output"|"preprocess|--seed"|"preprocess|--seq-len"|"preprocess|-o"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--output"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"sample|-o"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--resume"|"train|--seed"|"train|--tst") skip=1 ;;
         esac
     done
     case "$path|$prev" in  # the value of an option
         "evaluate|--config"|"evaluate|-c") _tsdiff_files toml; return ;;
         "train|--resume"|"train|--tst") _tsdiff_dirs; return ;;
         "evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|-o"|"impute|--emb-dir"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|-i"|"impute|-o"|"monitor|--screenshot"|"preprocess|--output"|"preprocess|-o"|"sample|--output"|"sample|-o") _tsdiff_files; return ;;
-        "evaluate|--repeats"|"evaluate|--seed"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--flag"|"impute|--holdout"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"monitor|--interval"|"preprocess|--missing-rate"|"preprocess|--seed"|"preprocess|--seq-len"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--seed"|"sample|--steps"|"sample|-n"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--seed") :; return ;;
+        "evaluate|--repeats"|"evaluate|--seed"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--flag"|"impute|--holdout"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"monitor|--interval"|"preprocess|--missing-rate"|"preprocess|--seed"|"preprocess|--seq-len"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--seed") :; return ;;
     esac
     if [[ "$cur" == -* ]]; then
         case "$path" in
@@ -48,7 +48,7 @@ _tsdiff() {
             "preprocess") COMPREPLY=($(compgen -W "-o --output --missing-rate --seq-len --seed -q --quiet -h --help" -- "$cur")) ;;
             "pretrain-tst") COMPREPLY=($(compgen -W "--epochs --device -q --quiet -h --help" -- "$cur")) ;;
             "train") COMPREPLY=($(compgen -W "--resume --tst --epochs --max-minutes --device --seed -q --quiet -h --help" -- "$cur")) ;;
-            "sample") COMPREPLY=($(compgen -W "-n -o --output --steps --seed --device -q --quiet -h --help" -- "$cur")) ;;
+            "sample") COMPREPLY=($(compgen -W "-n -o --output --steps --seed --device --precision -q --quiet -h --help" -- "$cur")) ;;
             "evaluate") COMPREPLY=($(compgen -W "--real --generated --gaps --imputed -o --output --plots -c --config --quick --repeats --seed -q --quiet -h --help" -- "$cur")) ;;
             "impute") COMPREPLY=($(compgen -W "-i --input -o --output --emb-dir --model --samples --start-sigma --holdout --pred-len --flag --seq-len --borders --decoder --steps --seed --device -q --quiet -h --help" -- "$cur")) ;;
             "monitor") COMPREPLY=($(compgen -W "--once --interval --linear --screenshot -h --help" -- "$cur")) ;;

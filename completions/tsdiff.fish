@@ -14,7 +14,7 @@ function __tsdiff_path --description 'the tsdiff (sub)command on the command lin
         switch "$path|$word"
             case '|preprocess' '|pretrain-tst' '|train' '|sample' '|evaluate' '|impute' '|monitor' '|config' 'config|show'
                 set path (string trim -- "$path $word")
-            case 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--start-sigma' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--device' 'sample|--output' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst'
+            case 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--start-sigma' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--device' 'sample|--output' 'sample|--precision' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst'
                 set skip 1
         end
     end
@@ -62,6 +62,7 @@ complete -c tsdiff -n '__tsdiff_at sample' -s o -l output -r -F -d 'Output file:
 complete -c tsdiff -n '__tsdiff_at sample' -l steps -x -d 'Heun steps (overrides [sample] steps; paper: 18)'
 complete -c tsdiff -n '__tsdiff_at sample' -l seed -x -d 'Seed of the noise: the same seed gives the same windows'
 complete -c tsdiff -n '__tsdiff_at sample' -l device -x -d '"auto", "cpu" or "cuda"'
+complete -c tsdiff -n '__tsdiff_at sample' -l precision -x -d 'Network arithmetic: "auto" (bf16 where the hardware has it), "bf16" or "fp32" (overrides [sample] precision)'
 complete -c tsdiff -n '__tsdiff_at sample' -s q -l quiet -d 'No progress output'
 complete -c tsdiff -n '__tsdiff_at sample' -s h -l help -d 'Show this message and exit'
 complete -c tsdiff -n '__tsdiff_at sample' -a '(__fish_complete_directories)'

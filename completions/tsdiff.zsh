@@ -67,6 +67,7 @@ _tsdiff_sample() {
     '--steps[Heun steps (overrides \[sample\] steps; paper: 18)]:value: ' \
     '--seed[Seed of the noise: the same seed gives the same windows]:value: ' \
     '--device["auto", "cpu" or "cuda"]:value: ' \
+    '--precision[Network arithmetic: "auto" (bf16 where the hardware has it), "bf16" or "fp32" (overrides \[sample\] precision)]:value: ' \
     '(-q --quiet)'{-q,--quiet}'[No progress output]' \
     '(-h --help)'{-h,--help}'[Show this message and exit]' \
     '*:RUN:_files -/'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -36,6 +37,38 @@ def test_series_image_round_trip_is_exact_and_inverse_averages():
     flat = noisy.reshape(5, 3, -1)
     expected = torch.stack([flat[:, :, index == t].mean(-1) for t in range(24)], dim=1)
     torch.testing.assert_close(emb.to_series(noisy), expected)
+
+
+def test_delay_projection_is_orthogonal_and_keeps_clean_images():
+    emb = DelayEmbedding(24, 3, 8)
+    clean = emb.to_image(torch.rand(4, 24, 2, dtype=torch.float64))
+    torch.testing.assert_close(emb.project(clean), clean)  # clean images are fixed points
+    x = torch.randn_like(clean)
+    p = emb.project(x)
+    torch.testing.assert_close(emb.project(p), p)  # idempotent
+    # orthogonal: the residual is perpendicular to every consistent image, so P x is the nearest one
+    assert abs(((x - p) * clean).sum().item()) < 1e-9
+    index, _ = delay_layout(24, 3, 8)
+    assert (p.reshape(4, 2, -1)[:, :, index < 0] == 0).all()  # padding stays zero
+
+
+def test_projected_denoiser_is_never_further_from_a_clean_image():
+    torch.manual_seed(0)
+    emb = DelayEmbedding(24, 3, 8)
+
+    class Rough(torch.nn.Module):  # a denoiser network with arbitrary output
+        def forward(self, x, label):
+            return torch.randn_like(x)
+
+    clean = emb.to_image(torch.rand(6, 24, 2) * 2 - 1)
+    noisy = clean + 0.3 * torch.randn_like(clean)
+    sigma = torch.full((6,), 0.3)
+    torch.manual_seed(1)
+    plain = Denoiser(Rough())(noisy, sigma)
+    torch.manual_seed(1)
+    projected = Denoiser(Rough(), output_map=emb.project)(noisy, sigma)
+    torch.testing.assert_close(projected, emb.project(plain))
+    assert ((projected - clean) ** 2).flatten(1).sum(1).le(((plain - clean) ** 2).flatten(1).sum(1) + 1e-6).all()
 
 
 @pytest.mark.parametrize("args", [(24, 3, 30), (24, 9, 8), (24, 0, 8)])
@@ -144,3 +177,17 @@ def test_ema_warms_up_then_follows_slowly():
     ema.update(net)  # decay (1 + 1) / (10 + 1)
     assert ema.shadow["weight"].item() == pytest.approx(1 - 2 / 11)
     assert math.isclose(min(0.9999, (1 + 10**6) / (10 + 10**6)), 0.9999)
+
+
+def test_projection_travels_in_the_model_config_and_older_files_load_without_it():
+    from tsdiff_cli.models.generator import Generator, GeneratorConfig
+    from tsdiff_cli.models.unet import UNetConfig
+
+    cfg = GeneratorConfig(24, 2, 3, 8, TSTConfig(features=2, seq_len=24, d_model=8, heads=2, layers=1, ff=16, decoder_hidden=8),
+                          UNetConfig(image_size=8, in_channels=2, channels=8, channel_mult=[1, 2], num_blocks=1,
+                                     attn_resolutions=[]), project=True)
+    again = GeneratorConfig.from_json(cfg.to_json())
+    assert again.project and Generator(again).denoiser.output_map is not None
+    older = json.loads(cfg.to_json())
+    del older["project"]  # model.safetensors written before the setting existed
+    assert not GeneratorConfig.from_json(json.dumps(older)).project

@@ -55,6 +55,13 @@ def test_train_makes_a_complete_run_and_samples_in_original_units(cli, workdir, 
     again = cli("sample", "runs/latest", "-n", "7", "-o", "again.csv", "--seed", "4", "-q")
     assert again.exit_code == 0 and (workdir / "again.csv").read_text() == (workdir / "s.csv").read_text()
 
+    # bf16 sampling (the default where the CPU has bf16 instructions) stays close to fp32
+    for precision in ("fp32", "bf16"):
+        result = cli("sample", "runs/latest", "-n", "7", "-o", f"{precision}.npy", "--seed", "4", "--precision", precision, "-q")
+        assert result.exit_code == 0, result.output
+    gap = np.abs(np.load(workdir / "bf16.npy") - np.load(workdir / "fp32.npy")).max(axis=(0, 1))
+    assert (gap < 0.01 * (hi - lo)).all(), gap / (hi - lo)
+
     env = {"TSDIFF_EVAL__REPEATS": "1", "TSDIFF_EVAL__DISC_ITERATIONS": "20"}
     result = cli("evaluate", "runs/latest", "--quick", "-q", env=env)
     assert result.exit_code == 0, result.output

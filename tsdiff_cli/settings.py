@@ -134,6 +134,8 @@ class ModelSettings(_Section):
     num_blocks: int = Field(2, ge=1, description="residual blocks per resolution")
     attn_resolutions: list[int] = Field([4, 2], description="image sizes that get self-attention (paper: 8, 4, 2)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in residual blocks")
+    project: bool = Field(False, description="project the denoiser's output onto delay-consistent images (every pixel "
+                          "of a time step equal); false in the paper presets")
 
 
 class TrainSettings(_Section):
@@ -149,6 +151,8 @@ class TrainSettings(_Section):
     noise_pixels: Literal["observed", "all"] = Field(
         "observed", description='pixels that get diffusion noise in training: "observed" (DESIGN\'s reading of the paper: '
         'completed pixels stay clean context) or "all" (as at sampling); the loss counts observed pixels either way')
+    p_mean: float = Field(-1.2, description="mean of ln σ of the training noise levels (EDM: −1.2)")
+    p_std: float = Field(1.2, gt=0, description="spread of ln σ of the training noise levels (EDM: 1.2)")
     eval_every: int = Field(10, ge=0, description="quick evaluation every N epochs (0: never)")
     eval_samples: int = Field(1000, ge=4, description="windows sampled for each quick evaluation")
     max_minutes: float = Field(0.0, ge=0, description="stop cleanly after this many minutes (0: no limit)")
@@ -167,6 +171,9 @@ class SampleSettings(_Section):
     n: int = Field(1000, ge=1, description="windows to sample")
     batch_size: int = Field(512, ge=1, description="windows per sampling batch")
     seed: int = Field(0, description="seed of the initial noise")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description='network arithmetic while sampling: "bf16" (autocast; the σ-scaled network output keeps its '
+        'error below the noise level), "fp32", or "auto": bf16 on a GPU and on CPUs with native bf16 instructions')
 
 
 METRIC_NAMES = ("discriminative", "predictive", "context_fid", "correlation")

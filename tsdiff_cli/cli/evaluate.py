@@ -110,7 +110,7 @@ def _evaluate_run(run: Path, settings, quick: bool, plots: Path | None, rep) -> 
     label = f"sampling {len(ds.target)} windows"
     scaled, _, _ = sample_from_run(run, len(ds.target), steps=rs.sample.steps, seed=rs.sample.seed,
                                    batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
-                                   callback=lambda done, total: rep.update(label, done, total))
+                                   precision=rs.sample.precision, callback=lambda done, total: rep.update(label, done, total))
     real = Windows(ds.target, ds.columns, None, dataset, "target")
     generated = Windows(scaled, ds.columns, None, run, "samples")
     return _score(real, generated, settings, quick, plots, rep, str(dataset), str(run))

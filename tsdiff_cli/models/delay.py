@@ -67,3 +67,8 @@ class DelayEmbedding:
         flat = image.reshape(b, f, -1)[:, :, valid]
         sums = flat.new_zeros(b, f, self.seq_len).index_add_(2, gather[valid], flat)
         return (sums / count.to(image.dtype)).transpose(1, 2)
+
+    def project(self, image: torch.Tensor) -> torch.Tensor:
+        """The orthogonal projection onto delay-consistent images: every pixel of a time step
+        takes their mean, padding pixels become 0 (``to_image(to_series(image))``)."""
+        return self.to_image(self.to_series(image))

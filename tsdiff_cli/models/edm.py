@@ -13,11 +13,17 @@ SIGMA_DATA = 0.5
 
 class Denoiser(nn.Module):
     """D(x; σ) = c_skip(σ) x + c_out(σ) F(c_in(σ) x; c_noise(σ))  (EDM Table 1, "Ours"):
-    c_skip = σd² / (σ² + σd²), c_out = σ σd / √(σ² + σd²), c_in = 1 / √(σ² + σd²), c_noise = ¼ ln σ."""
+    c_skip = σd² / (σ² + σd²), c_out = σ σd / √(σ² + σd²), c_in = 1 / √(σ² + σd²), c_noise = ¼ ln σ.
 
-    def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA):
+    ``output_map``, when given, is applied to D's output: a projection onto a subspace that holds
+    every clean image (the delay-consistent images of :mod:`tsdiff_cli.models.delay`) can only
+    bring D closer to its target, since ‖P D − y‖ ≤ ‖D − y‖ for an orthogonal P with P y = y.
+    """
+
+    def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA,
+                 output_map: Callable[[torch.Tensor], torch.Tensor] | None = None):
         super().__init__()
-        self.net, self.sigma_data = net, sigma_data
+        self.net, self.sigma_data, self.output_map = net, sigma_data, output_map
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         sigma = sigma.to(torch.float32).reshape(-1, 1, 1, 1)
@@ -26,7 +32,8 @@ class Denoiser(nn.Module):
         c_out = sigma * self.sigma_data / (sigma ** 2 + sd2).sqrt()
         c_in = 1 / (sigma ** 2 + sd2).sqrt()
         c_noise = sigma.log().flatten() / 4
-        return c_skip * x + c_out * self.net(c_in * x, c_noise).to(torch.float32)
+        out = c_skip * x + c_out * self.net(c_in * x, c_noise).to(torch.float32)
+        return out if self.output_map is None else self.output_map(out)
 
 
 def sample_sigma(batch: int, generator: torch.Generator, p_mean: float = -1.2, p_std: float = 1.2,

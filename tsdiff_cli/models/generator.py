@@ -28,15 +28,18 @@ class GeneratorConfig:
     embedding: int
     tst: TSTConfig
     unet: UNetConfig
+    project: bool = False  # denoiser output projected onto delay-consistent images
 
     def to_json(self) -> str:
         return json.dumps({"seq_len": self.seq_len, "features": self.features, "delay": self.delay,
-                           "embedding": self.embedding, "tst": self.tst.to_dict(), "unet": self.unet.to_dict()})
+                           "embedding": self.embedding, "tst": self.tst.to_dict(), "unet": self.unet.to_dict(),
+                           "project": self.project})
 
     @classmethod
     def from_json(cls, text: str) -> GeneratorConfig:
         d = json.loads(text)
-        return cls(d["seq_len"], d["features"], d["delay"], d["embedding"], TSTConfig(**d["tst"]), UNetConfig(**d["unet"]))
+        return cls(d["seq_len"], d["features"], d["delay"], d["embedding"], TSTConfig(**d["tst"]), UNetConfig(**d["unet"]),
+                   d.get("project", False))
 
 
 def image_multiple(channel_mult: list[int]) -> int:
@@ -53,7 +56,7 @@ def build_config(settings, seq_len: int, features: int) -> GeneratorConfig:
                     mask_channel=t.mask_channel)
     unet = UNetConfig(image_size=embed.side, in_channels=features, channels=m.channels, channel_mult=list(m.channel_mult),
                       num_blocks=m.num_blocks, attn_resolutions=list(m.attn_resolutions), dropout=m.dropout)
-    return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet)
+    return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet, m.project)
 
 
 class Generator(nn.Module):
@@ -63,8 +66,8 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tst = TST(cfg.tst)
-        self.denoiser = Denoiser(UNet(cfg.unet))
         self.embed = DelayEmbedding(cfg.seq_len, cfg.delay, cfg.embedding, image_multiple(cfg.unet.channel_mult))
+        self.denoiser = Denoiser(UNet(cfg.unet), output_map=self.embed.project if cfg.project else None)
 
     def to_image(self, windows01: torch.Tensor) -> torch.Tensor:
         """Windows in [0, 1] → images in [−1, 1] (the EDM data range, σ_data = 0.5)."""
@@ -76,9 +79,13 @@ class Generator(nn.Module):
 
 @torch.inference_mode()
 def sample_windows(model: Generator, n: int, *, steps: int = 18, churn: float = 0.0, seed: int = 0,
-                   batch_size: int = 512, device: str | torch.device = "cpu",
+                   batch_size: int = 512, device: str | torch.device = "cpu", bf16: bool = False,
                    callback: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """``n`` regular windows (n, T, F) in [0, 1] from the model's denoiser (Heun, EDM Alg. 2)."""
+    """``n`` regular windows (n, T, F) in [0, 1] from the model's denoiser (Heun, EDM Alg. 2).
+
+    ``bf16`` runs the U-Net under bfloat16 autocast; the sampler's state, the preconditioning and
+    the projection stay in float32/float64, and the network's output is scaled by c_out ≤ σ, so
+    its rounding error stays below the noise level of every step."""
     gen = torch.Generator().manual_seed(seed)
     side, features = model.embed.side, model.cfg.features
     model.eval()
@@ -88,8 +95,9 @@ def sample_windows(model: Generator, n: int, *, steps: int = 18, churn: float = 
     for b in range(batches):
         size = min(batch_size, n - done)
         noise = torch.randn(size, features, side, side, generator=gen).to(device)
-        images = heun_sample(model.denoiser, noise, steps, churn=churn, generator=gen,
-                             callback=None if callback is None else (lambda i, s, b=b: callback(b * s + i, batches * s)))
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            images = heun_sample(model.denoiser, noise, steps, churn=churn, generator=gen,
+                                 callback=None if callback is None else (lambda i, s, b=b: callback(b * s + i, batches * s)))
         out.append(model.to_windows(images).cpu())
         done += size
     return torch.cat(out).numpy()

@@ -198,7 +198,7 @@ class GeneratorTrainer:
         completed = complete(pred.detach(), obs)
         image = self.model.to_image(completed)
         mask = self.model.embed.to_image((~torch.isnan(obs)).float())
-        sigma = sample_sigma(len(idx), self.noise_gen, device=self.device)
+        sigma = sample_sigma(len(idx), self.noise_gen, self.s.train.p_mean, self.s.train.p_std, device=self.device)
         noise = torch.randn(image.shape, generator=self.noise_gen).to(self.device)
         self.model.denoiser.train()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
@@ -224,9 +224,10 @@ class GeneratorTrainer:
 
         model = self.load_ema()
         n = min(self.s.train.eval_samples, len(self.reference))
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            gen = sample_windows(model, n, steps=self.s.sample.steps, seed=self.s.train.seed, batch_size=self.s.sample.batch_size,
-                                 device=self.device)
+        from tsdiff_cli.training.train import use_bf16
+
+        gen = sample_windows(model, n, steps=self.s.sample.steps, seed=self.s.train.seed, batch_size=self.s.sample.batch_size,
+                             device=self.device, bf16=use_bf16(self.s.sample.precision, self.device))
         report = evaluate_windows(self.reference, gen, self.s.eval, quick=True)
         scores = {name: m["mean"] for name, m in report["metrics"].items()}
         disc = scores.get("discriminative", float("nan"))
