@@ -2,8 +2,9 @@
 
 For each preset, in a fresh process: U-Net and TST parameters, phase-2 training step time at
 batch 128 (TST refinement + masked EDM loss + EMA, as `tsdiff train` runs it), sampling speed
-with 18 Heun steps (35 network evaluations per window), peak RSS and the size of a resumable
-checkpoint and of model.safetensors.
+with 18 Heun steps (35 network evaluations per window), each in fp32 and, where the CPU has
+native bf16 instructions (what `precision = "auto"` then uses), under bf16 autocast; peak RSS
+and the size of a resumable checkpoint and of model.safetensors.
 
     python benchmarks/generator_speed.py [config/stock.toml config/paper/stock.toml ...]
 
@@ -32,6 +33,7 @@ def measure(config: str, steps: int = 6, samples: int = 512) -> dict:
     from tsdiff_cli.runs import Run
     from tsdiff_cli.settings import load_settings
     from tsdiff_cli.training.generator import GeneratorTrainer
+    from tsdiff_cli.training.train import use_bf16
 
     with tempfile.TemporaryDirectory() as tmp:
         s = load_settings(ROOT / config, {"data": {"output": Path(tmp) / "d.h5"}, "train": {"runs_dir": Path(tmp) / "runs", "device": "cpu"}})
@@ -42,16 +44,22 @@ def measure(config: str, steps: int = 6, samples: int = 512) -> dict:
         run = Run.create(s.train.runs_dir, "bench", "b", "")
         trainer = GeneratorTrainer(s, cfg, ds.observed, ds.target, run, torch.device("cpu"))
         batches = trainer._batches(0)
-        trainer._diffusion_step(batches[0])  # warm-up
-        start = time.perf_counter()
-        for i in range(steps):
-            trainer._diffusion_step(batches[1 + i])
-        step = (time.perf_counter() - start) / steps
+        precisions = sorted({False, use_bf16("auto", torch.device("cpu"))})
+        step = {}
+        for bf16 in precisions:
+            trainer.bf16 = bf16
+            trainer._diffusion_step(batches[0])  # warm-up (and the bf16 kernels' set-up)
+            start = time.perf_counter()
+            for i in range(steps):
+                trainer._diffusion_step(batches[1 + i])
+            step["bf16" if bf16 else "fp32"] = (time.perf_counter() - start) / steps
         model = trainer.load_ema()
-        sample_windows(model, 8, steps=18, batch_size=8)  # warm-up
-        start = time.perf_counter()
-        sample_windows(model, samples, steps=18, batch_size=min(samples, s.sample.batch_size))
-        per_s = samples / (time.perf_counter() - start)
+        per_s = {}
+        for bf16 in precisions:
+            sample_windows(model, 8, steps=18, batch_size=8, bf16=bf16)  # warm-up
+            start = time.perf_counter()
+            sample_windows(model, samples, steps=18, batch_size=min(samples, s.sample.batch_size), bf16=bf16)
+            per_s["bf16" if bf16 else "fp32"] = samples / (time.perf_counter() - start)
         trainer.checkpoint()
         trainer.write_model()
         ckpt = sum(p.stat().st_size for p in (run.path / "checkpoints").glob("*.safetensors"))
@@ -60,9 +68,11 @@ def measure(config: str, steps: int = 6, samples: int = 512) -> dict:
         "config": config,
         "unet_params_M": sum(p.numel() for p in trainer.model.denoiser.parameters()) / 1e6,
         "tst_params_M": sum(p.numel() for p in trainer.model.tst.parameters()) / 1e6,
-        "train_step_s": step,
-        "train_seq_per_s": s.train.batch_size / step,
-        "sample_seq_per_s": per_s,
+        "train_step_s": step["fp32"],
+        "train_bf16_step_s": step.get("bf16"),
+        "train_seq_per_s": s.train.batch_size / step["fp32"],
+        "sample_seq_per_s": per_s["fp32"],
+        "sample_bf16_seq_per_s": per_s.get("bf16"),
         "peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "checkpoint_MB": ckpt / 1e6,
         "model_MB": model_size / 1e6,
@@ -75,12 +85,13 @@ def main() -> None:
         print(json.dumps(measure(sys.argv[2], samples=128 if "paper" in sys.argv[2] else 512)))
         return
     configs = sys.argv[1:] or ["config/stock.toml", "config/paper/stock.toml"]
-    print(f"{'config':<26}{'U-Net M':>9}{'TST M':>7}{'step s':>9}{'train seq/s':>13}{'sample seq/s':>14}{'RSS GiB':>9}{'ckpt MB':>9}{'model MB':>10}")
+    print(f"{'config':<26}{'U-Net M':>9}{'TST M':>7}{'step s':>9}{'bf16 s':>8}{'train seq/s':>13}{'sample seq/s':>14}{'bf16 seq/s':>12}{'RSS GiB':>9}{'ckpt MB':>9}{'model MB':>10}")
     for config in configs:
         out = subprocess.run([sys.executable, __file__, "--one", config], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{config:<26}{r['unet_params_M']:>9.2f}{r['tst_params_M']:>7.2f}{r['train_step_s']:>9.3f}"
-              f"{r['train_seq_per_s']:>13.0f}{r['sample_seq_per_s']:>14.1f}{r['peak_rss_GiB']:>9.2f}"
+              f"{r['train_bf16_step_s'] or float('nan'):>8.3f}{r['train_seq_per_s']:>13.0f}{r['sample_seq_per_s']:>14.1f}"
+              f"{r['sample_bf16_seq_per_s'] or float('nan'):>12.1f}{r['peak_rss_GiB']:>9.2f}"
               f"{r['checkpoint_MB']:>9.1f}{r['model_MB']:>10.1f}", flush=True)
 
 

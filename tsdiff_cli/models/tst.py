@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tsdiff_cli.models.layers import Dropout
+
 
 @dataclass
 class TSTConfig:
@@ -65,9 +67,9 @@ class _EncoderLayer(nn.Module):
     def __init__(self, cfg: TSTConfig):
         super().__init__()
         self.attn = nn.MultiheadAttention(cfg.d_model, cfg.heads, dropout=cfg.dropout, batch_first=True)
-        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.ff), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.ff, cfg.d_model))
+        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.ff), nn.GELU(), Dropout(cfg.dropout), nn.Linear(cfg.ff, cfg.d_model))
         self.norm1, self.norm2 = _Norm(cfg.norm, cfg.d_model), _Norm(cfg.norm, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
         a, _ = self.attn(x, x, x, key_padding_mask=padding, need_weights=False)

@@ -74,7 +74,9 @@ class GeneratorTrainer:
         self.ema = EMA(self.model.denoiser, settings.train.ema_decay, settings.train.ema_warmup)
         self.noise_gen = torch.Generator().manual_seed(settings.train.seed + 1)
         self.pos = Position()
-        self.autocast = device.type == "cuda"
+        from tsdiff_cli.training.train import use_bf16
+
+        self.bf16 = use_bf16(settings.train.precision, device)
 
     # --- checkpoint state --------------------------------------------------------------------
 
@@ -166,6 +168,10 @@ class GeneratorTrainer:
             self.checkpoint()
         return "finished"
 
+    def _autocast(self):
+        """Forward passes in bf16 where ``[train] precision`` says so; backward runs outside."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
     def _check(self, loss: torch.Tensor, what: str) -> None:
         if not torch.isfinite(loss):
             raise Diverged(f"{what} loss became {loss.item()} at step {self.pos.step}")
@@ -174,7 +180,9 @@ class GeneratorTrainer:
         obs = self.observed[idx.to(self.device)]
         self.model.tst.train()
         inputs, targets = masked_inputs(obs, self.s.tst.mask_rate, self.noise_gen)
-        loss = reconstruction_loss(self.model.tst(inputs), targets)
+        with self._autocast():
+            pred = self.model.tst(inputs)
+        loss = reconstruction_loss(pred.float(), targets)
         self._check(loss, "TST")
         self.opt_tst.zero_grad(set_to_none=True)
         loss.backward()
@@ -187,7 +195,8 @@ class GeneratorTrainer:
         # the TST refines on its own loss; its completion reaches the diffusion model detached
         self.model.tst.train()
         inputs, targets = masked_inputs(obs, self.s.tst.mask_rate, self.noise_gen)
-        pred = self.model.tst(inputs)
+        with self._autocast():
+            pred = self.model.tst(inputs).float()
         tst_loss = reconstruction_loss(pred, targets)
         self._check(tst_loss, "TST")
         self.opt_tst.zero_grad(set_to_none=True)
@@ -201,7 +210,7 @@ class GeneratorTrainer:
         sigma = sample_sigma(len(idx), self.noise_gen, self.s.train.p_mean, self.s.train.p_std, device=self.device)
         noise = torch.randn(image.shape, generator=self.noise_gen).to(self.device)
         self.model.denoiser.train()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+        with self._autocast():
             loss = masked_edm_loss(self.model.denoiser, image, image, mask, sigma, noise,
                                    noise_all=self.s.train.noise_pixels == "all")
         self._check(loss, "diffusion")
