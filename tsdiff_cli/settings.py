@@ -247,9 +247,6 @@ class ImputeSettings(_Section):
                            "fill, report errors on them beside baselines")
     seed: int = Field(0, ge=0, description="seed of training, holdout and sampling")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description='"auto" uses a GPU when there is one')
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description='forward passes in "bf16" (autocast; weights, optimizer and losses stay fp32) or "fp32"; '
-        '"auto": bf16 on a GPU and on CPUs with native bf16 instructions (AVX512-BF16, AMX)')
     runs_dir: Path = Field(Path("runs"), description="where impute runs are made (they do not move runs/latest)")
 
     @model_validator(mode="after")

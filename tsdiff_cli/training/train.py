@@ -30,8 +30,8 @@ def resolve_device(name: str) -> torch.device:
 def use_bf16(precision: str, device: torch.device) -> bool:
     """``[train] precision`` / ``[sample] precision`` → whether to run forward passes under
     bfloat16 autocast. "auto" takes bf16 where the hardware has it natively: any CUDA GPU, a CPU
-    with AVX512-BF16 or AMX (measured on such a 2-core CPU: sampling 1.5×, a paper-preset training
-    step 1.55× faster); elsewhere bf16 is emulated and slower."""
+    with AVX512-BF16 or AMX (measured on such a 2-core CPU: sampling about 1.45×, a paper-preset
+    training step 1.4–1.9× faster); elsewhere bf16 is emulated and slower."""
     if precision != "auto":
         return precision == "bf16"
     if device.type == "cuda":
