@@ -173,8 +173,6 @@ def test_embeddings_fill_the_covered_rows_and_beat_linear_interpolation(cli, wor
 
 # --- from a generator run ------------------------------------------------------------------------
 
-
-
 @pytest.fixture
 def generator_run(cli, workdir):
     # the TST learns by masking, as config/etth1-impute.toml does

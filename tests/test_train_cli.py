@@ -13,7 +13,6 @@ from tsdiff_cli.data.store import read_dataset
 from conftest import TINY, write_toml
 
 
-
 @pytest.fixture
 def tiny(workdir):
     return write_toml(workdir / "tiny.toml", TINY)

@@ -21,6 +21,7 @@ from tsdiff_cli.models.edm import EMA, masked_edm_loss, sample_sigma
 from tsdiff_cli.models.generator import Generator, GeneratorConfig, sample_windows
 from tsdiff_cli.models.tst import complete, masked_inputs, reconstruction_loss
 from tsdiff_cli.runs import MODEL_FILE, Run, save_model
+from tsdiff_cli.training.train import use_bf16
 
 Progress = Callable[[dict], None] | None
 
@@ -74,9 +75,8 @@ class GeneratorTrainer:
         self.ema = EMA(self.model.denoiser, settings.train.ema_decay, settings.train.ema_warmup)
         self.noise_gen = torch.Generator().manual_seed(settings.train.seed + 1)
         self.pos = Position()
-        from tsdiff_cli.training.train import use_bf16
-
-        self.bf16 = use_bf16(settings.train.precision, device)
+        self.bf16 = use_bf16(settings.train.precision, device)  # training forward passes
+        self.sample_bf16 = use_bf16(settings.sample.precision, device)  # quick evaluations
 
     # --- checkpoint state --------------------------------------------------------------------
 
@@ -181,8 +181,8 @@ class GeneratorTrainer:
         self.model.tst.train()
         inputs, targets = masked_inputs(obs, self.s.tst.mask_rate, self.noise_gen)
         with self._autocast():
-            pred = self.model.tst(inputs)
-        loss = reconstruction_loss(pred.float(), targets)
+            pred = self.model.tst(inputs).float()
+        loss = reconstruction_loss(pred, targets)
         self._check(loss, "TST")
         self.opt_tst.zero_grad(set_to_none=True)
         loss.backward()
@@ -233,10 +233,8 @@ class GeneratorTrainer:
 
         model = self.load_ema()
         n = min(self.s.train.eval_samples, len(self.reference))
-        from tsdiff_cli.training.train import use_bf16
-
         gen = sample_windows(model, n, steps=self.s.sample.steps, seed=self.s.train.seed, batch_size=self.s.sample.batch_size,
-                             device=self.device, bf16=use_bf16(self.s.sample.precision, self.device))
+                             device=self.device, bf16=self.sample_bf16)
         report = evaluate_windows(self.reference, gen, self.s.eval, quick=True)
         scores = {name: m["mean"] for name, m in report["metrics"].items()}
         disc = scores.get("discriminative", float("nan"))
