@@ -257,6 +257,59 @@ class ImputeSettings(_Section):
         return self
 
 
+class ForecastSettings(_Section):
+    """``[forecast]``: ``tsdiff forecast`` — an iTransformer encoder with a generative head (see
+    tsdiff_cli/models/forecaster.py), trained on one CSV, judged on its test split."""
+
+    data: str = Field("etth1", description='the series to learn: a CSV / Parquet path or a shipped name ("etth1")')
+    columns: list[str] | None = Field(None, description="value columns to forecast; default every column but the date")
+    time_column: str | None = Field(None, description="the date column; default the first column of timestamps")
+    split: Literal["auto", "ett_hour", "ett_minute", "custom"] = Field(
+        "auto", description="train / val / test borders: TSLib's 12 / 4 / 4 months for ETT files (auto), else 70 / 10 / 20 %")
+    seq_len: int = Field(96, ge=2, description="lookback rows")
+    pred_len: int = Field(96, ge=1, description="horizon rows")
+    d_model: int = Field(128, ge=8, description="encoder token width")
+    heads: int = Field(8, ge=1, description="encoder attention heads")
+    layers: int = Field(2, ge=1, description="encoder layers")
+    ff: int = Field(256, ge=1, description="encoder feed-forward width")
+    dropout: float = Field(0.1, ge=0, lt=1, description="encoder dropout")
+    cycle: int = Field(24, ge=0, description="length in rows of a learnt cycle removed before and restored after the "
+                       "encoder (CycleNet; 24 for hourly data); needs a date column; 0: none")
+    head: Literal["flow", "vdiff"] = Field("flow", description='generative head: "flow" (flow matching) or "vdiff" '
+                                           "(v-prediction diffusion, DDIM sampling)")
+    head_dim: int = Field(64, ge=8, description="width of the head's tokens")
+    head_heads: int = Field(4, ge=1, description="attention heads of the head")
+    head_layers: int = Field(2, ge=1, description="DiT blocks of the head")
+    patch: int = Field(48, ge=1, description="horizon rows per head token (pred_len must be a multiple)")
+    residual: bool = Field(True, description="the head generates the residual around the deterministic forecast")
+    mse_weight: float = Field(0.5, ge=0, le=1, description="λ in λ · MSE(deterministic) + (1 − λ) · generative loss")
+    lr: float = Field(5e-4, gt=0, description="peak learning rate (AdamW; linear warm-up, then cosine decay)")
+    warmup_steps: int = Field(100, ge=0, description="learning-rate warm-up steps")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    grad_clip: float = Field(1.0, gt=0, description="gradient norm clipping")
+    batch_size: int = Field(32, ge=1, description="windows per step")
+    epochs: int = Field(4, ge=1, description="training epochs (the cosine schedule spans them; ETTh1 overfits after about 4)")
+    patience: int = Field(3, ge=1, description="epochs without a better validation loss before stopping")
+    max_minutes: float = Field(0.0, ge=0, description="stop training after this many minutes (0: no limit)")
+    samples: int = Field(100, ge=1, description="forecast samples per window (test evaluation and --run)")
+    steps: int = Field(5, ge=1, description="sampling steps of the head (≤ 10)")
+    solver: Literal["euler", "heun"] = Field("euler", description="flow-matching ODE solver (heun: 2·steps − 1 evaluations)")
+    sample_windows: int = Field(8, ge=1, description="windows per sampling batch (× samples rows; small batches stay in cache)")
+    seed: int = Field(0, description="seed of initialisation, batches and sampling")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description='"auto" uses a GPU when there is one')
+    runs_dir: Path = Field(Path("runs"), description="where forecast runs are made")
+
+    @model_validator(mode="after")
+    def _check(self) -> ForecastSettings:
+        if self.pred_len % self.patch:
+            divisors = [d for d in range(1, self.pred_len + 1) if self.pred_len % d == 0]
+            raise ValueError(f"patch = {self.patch} does not divide pred_len = {self.pred_len}; use one of "
+                             + ", ".join(map(str, divisors)))
+        if self.d_model % self.heads or self.head_dim % self.head_heads:
+            raise ValueError("d_model must be a multiple of heads and head_dim a multiple of head_heads")
+        return self
+
+
 class Settings(BaseSettings):
     """All settings, one attribute per TOML section.
 
@@ -275,6 +328,7 @@ class Settings(BaseSettings):
     sample: SampleSettings = Field(default_factory=SampleSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     impute: ImputeSettings = Field(default_factory=ImputeSettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

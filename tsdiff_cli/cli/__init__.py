@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from tsdiff_cli import __version__
 from tsdiff_cli.cli import config as config_cmd
 from tsdiff_cli.cli import evaluate as evaluate_cmd
+from tsdiff_cli.cli import forecast as forecast_cmd
 from tsdiff_cli.cli import impute as impute_cmd
 from tsdiff_cli.cli import monitor as monitor_cmd
 from tsdiff_cli.cli import preprocess as preprocess_cmd
@@ -73,6 +74,7 @@ app.command("train")(train_cmd.train_command)
 app.command("sample")(sample_cmd.sample_command)
 app.command("evaluate")(evaluate_cmd.evaluate_command)
 app.command("impute")(impute_cmd.impute_command)
+app.command("forecast")(forecast_cmd.forecast_command)
 app.command("monitor")(monitor_cmd.monitor_command)
 app.add_typer(config_cmd.app, name="config")
 

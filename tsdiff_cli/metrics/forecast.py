@@ -52,3 +52,35 @@ def forecast_scores(samples: np.ndarray, y: np.ndarray, samples_original: np.nda
         "crps_probts": weighted_quantile_loss(so, yo), "nmae_probts": nmae(so, yo),
         "coverage50": interval_coverage(samples, y, 0.5), "coverage90": interval_coverage(samples, y, 0.9),
     }
+
+
+def gaussian_crps(mu: np.ndarray, sigma: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """CRPS of N(mu, sigma²) at y in closed form (Gneiting & Raftery 2007, eq. 21):
+    σ [z (2Φ(z) − 1) + 2 φ(z) − 1/√π] with z = (y − μ) / σ."""
+    from scipy.stats import norm
+
+    z = (y - mu) / sigma
+    return sigma * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))
+
+
+def gaussian_scores(mu: np.ndarray, sigma: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
+    """The metrics of :func:`forecast_scores` for Gaussian forecasts N(mu, sigma²) in z-space, with
+    exact quantiles instead of samples; ``mean``, ``std`` map z-space back to the original scale."""
+    from scipy.stats import norm
+
+    sigma = np.broadcast_to(sigma, mu.shape)
+    quant = norm.ppf(QUANTILES).reshape((-1,) + (1,) * mu.ndim)
+    predicted = (mu[None] + quant * sigma[None]) * std + mean  # original scale
+    yo = y * std + mean
+    q = QUANTILES.reshape((-1,) + (1,) * y.ndim)
+    wql = 2 * np.abs((predicted - yo[None]) * ((yo[None] <= predicted).astype(np.float64) - q))
+    z50, z90 = norm.ppf(0.75), norm.ppf(0.95)
+    return {
+        "mse_median": float(np.mean((mu - y) ** 2)), "mae_median": float(np.mean(np.abs(mu - y))),
+        "mse_mean": float(np.mean((mu - y) ** 2)), "mae_mean": float(np.mean(np.abs(mu - y))),
+        "crps": float(np.mean(gaussian_crps(mu, sigma, y))),
+        "crps_probts": float(wql.reshape(len(QUANTILES), -1).sum(1).mean() / np.abs(yo).sum()),
+        "nmae_probts": float(np.abs(yo - (mu * std + mean)).sum() / np.abs(yo).sum()),
+        "coverage50": float(np.mean(np.abs(y - mu) <= z50 * sigma)),
+        "coverage90": float(np.mean(np.abs(y - mu) <= z90 * sigma)),
+    }
