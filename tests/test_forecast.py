@@ -136,6 +136,17 @@ def test_gaussian_scores_agree_with_a_large_gaussian_ensemble():
         assert abs(exact[key] - sampled[key]) < 0.05, key
 
 
+def test_scores_accumulated_over_chunks_equal_one_pass():
+    rng = np.random.default_rng(3)
+    draws, y = rng.standard_normal((30, 50, 6, 2)), rng.standard_normal((50, 6, 2))
+    whole = forecast_scores(draws, y, draws * 3 + 10, y * 3 + 10, chunk=50)
+    chunked = forecast_scores(draws, y, draws * 3 + 10, y * 3 + 10, chunk=7)
+    assert whole.keys() == chunked.keys()
+    for key in whole:
+        assert whole[key] == pytest.approx(chunked[key], rel=1e-12), key
+    assert whole["crps"] == pytest.approx(np.mean(fair_crps(draws, y)), rel=1e-12)
+
+
 def test_crps_rewards_a_calibrated_spread_over_an_overconfident_one():
     rng = np.random.default_rng(2)
     y = rng.standard_normal(5000)
@@ -177,8 +188,9 @@ def test_grouped_cross_attention_equals_attention_to_a_repeated_context():
     torch.testing.assert_close(grouped, repeated, atol=1e-5, rtol=1e-5)
 
 
-def test_samples_come_in_the_right_shape_and_are_repeatable():
-    cfg = ForecastConfig(seq_len=24, pred_len=8, n_vars=3, d_model=16, heads=2, layers=1, ff=32, cycle=24,
+@pytest.mark.parametrize("head", ["flow", "vdiff"])
+def test_samples_come_in_the_right_shape_and_are_repeatable(head):
+    cfg = ForecastConfig(seq_len=24, pred_len=8, n_vars=3, d_model=16, heads=2, layers=1, ff=32, cycle=24, head=head,
                          head_dim=16, head_heads=2, head_layers=1, patch=4)
     model = Forecaster(cfg).eval()
     x, phase = torch.randn(5, 24, 3), torch.arange(5)
@@ -217,6 +229,12 @@ def test_forecast_trains_evaluates_and_prints_the_baselines(trained):
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {rec["phase"] for rec in lines} == {"forecast"} and any(rec.get("profile") == "test" for rec in lines)
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    from tsdiff_cli.monitor.model import RunState
+
+    view = RunState(run.resolve())
+    view.refresh(budget=5)
+    assert {"loss", "gen_loss"} <= set(view.losses) and {"val_loss", "crps"} <= set(view.scores)
+    assert view.state() == "finished"
 
 
 def test_forecast_from_a_run_writes_quantiles_with_future_dates(trained, workdir, cli):

@@ -39,20 +39,41 @@ def interval_coverage(samples: np.ndarray, y: np.ndarray, level: float) -> float
 
 
 def forecast_scores(samples: np.ndarray, y: np.ndarray, samples_original: np.ndarray | None = None,
-                    y_original: np.ndarray | None = None) -> dict[str, float]:
-    """Every forecast metric of DESIGN for z-space ``samples`` (M, ...) and ``y``; the ProbTS
-    scores use the original-scale arrays when given (as ProbTS does), else the z-space ones."""
-    median, mean = np.median(samples, axis=0), samples.mean(axis=0)
+                    y_original: np.ndarray | None = None, chunk: int = 256) -> dict[str, float]:
+    """Every forecast metric of DESIGN for z-space ``samples`` (M, N, ...) and ``y`` (N, ...); the
+    ProbTS scores use the original-scale arrays when given (as ProbTS does), else the z-space ones.
+
+    Every score is a sum over elements (or a ratio of two), so it is accumulated over ``chunk``
+    windows at a time: the temporary arrays of quantiles and sorted samples stay small (100 samples
+    of ETTh1's 2 785 test windows are 750 MB; their 19 quantiles in float64 would be 285 MB more)."""
     so = samples if samples_original is None else samples_original
     yo = y if y_original is None else y_original
+    sums = dict.fromkeys(("se_med", "ae_med", "se_mean", "ae_mean", "crps", "in50", "in90", "wql", "abs_err_o", "abs_y_o"), 0.0)
+    for i in range(0, y.shape[0], chunk):
+        s, t, s_o, t_o = samples[:, i:i + chunk], y[i:i + chunk], so[:, i:i + chunk], yo[i:i + chunk]
+        median, mean = np.median(s, axis=0), s.mean(axis=0)
+        sums["se_med"] += float(np.sum((median - t) ** 2))
+        sums["ae_med"] += float(np.sum(np.abs(median - t)))
+        sums["se_mean"] += float(np.sum((mean - t) ** 2))
+        sums["ae_mean"] += float(np.sum(np.abs(mean - t)))
+        sums["crps"] += float(np.sum(fair_crps(s, t)))
+        for level, key in ((0.5, "in50"), (0.9, "in90")):
+            lo, hi = np.quantile(s, [(1 - level) / 2, (1 + level) / 2], axis=0)
+            sums[key] += float(np.sum((t >= lo) & (t <= hi)))
+        predicted = np.quantile(s_o, QUANTILES, axis=0)
+        q = QUANTILES.reshape((-1,) + (1,) * t_o.ndim)
+        loss = 2 * np.abs((predicted - t_o[None]) * ((t_o[None] <= predicted).astype(np.float64) - q))
+        sums["wql"] += loss.reshape(len(QUANTILES), -1).sum(1)  # per quantile
+        sums["abs_err_o"] += float(np.sum(np.abs(t_o - np.median(s_o, axis=0))))
+        sums["abs_y_o"] += float(np.sum(np.abs(t_o)))
+    n = y.size
     return {
-        "mse_median": float(np.mean((median - y) ** 2)), "mae_median": float(np.mean(np.abs(median - y))),
-        "mse_mean": float(np.mean((mean - y) ** 2)), "mae_mean": float(np.mean(np.abs(mean - y))),
-        "crps": float(np.mean(fair_crps(samples, y))),
-        "crps_probts": weighted_quantile_loss(so, yo), "nmae_probts": nmae(so, yo),
-        "coverage50": interval_coverage(samples, y, 0.5), "coverage90": interval_coverage(samples, y, 0.9),
+        "mse_median": sums["se_med"] / n, "mae_median": sums["ae_med"] / n,
+        "mse_mean": sums["se_mean"] / n, "mae_mean": sums["ae_mean"] / n,
+        "crps": sums["crps"] / n,
+        "crps_probts": float(np.mean(sums["wql"]) / sums["abs_y_o"]), "nmae_probts": sums["abs_err_o"] / sums["abs_y_o"],
+        "coverage50": sums["in50"] / n, "coverage90": sums["in90"] / n,
     }
-
 
 def gaussian_crps(mu: np.ndarray, sigma: np.ndarray, y: np.ndarray) -> np.ndarray:
     """CRPS of N(mu, sigma²) at y in closed form (Gneiting & Raftery 2007, eq. 21):

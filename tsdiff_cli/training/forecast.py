@@ -150,7 +150,7 @@ def train_forecaster(s: Settings, config_name: str, update: Update | None = None
     if on_run is not None:
         on_run(run)
     meta = _metadata(cfg, series, mean, std, freq, t0)
-    run.set_status(state="running", step=0, epoch=0, total_epochs=p.epochs, total_steps=total)
+    run.set_status(state="running", phase="forecast", step=0, epoch=0, epochs=p.epochs, total_steps=total)
     if series.filled:
         run.note(f"{series.filled} missing cells filled (last value carried forward, then first carried back)")
     lam, start, step, best, since, epoch, reason = p.mse_weight, time.monotonic(), 0, math.inf, 0, 0, "finished"

@@ -233,8 +233,8 @@ class GeneratorTrainer:
 
         model = self.load_ema()
         n = min(self.s.train.eval_samples, len(self.reference))
-        gen = sample_windows(model, n, steps=self.s.sample.steps, seed=self.s.train.seed, batch_size=self.s.sample.batch_size,
-                             device=self.device, bf16=self.sample_bf16)
+        gen = sample_windows(model, n, steps=self.s.sample.steps, churn=self.s.sample.churn, seed=self.s.train.seed,
+                             batch_size=self.s.sample.batch_size, device=self.device, bf16=self.sample_bf16)
         report = evaluate_windows(self.reference, gen, self.s.eval, quick=True)
         scores = {name: m["mean"] for name, m in report["metrics"].items()}
         disc = scores.get("discriminative", float("nan"))
