@@ -38,6 +38,8 @@ def forecast_command(
         if config is not None:
             raise UserError("forecast", "give CONFIG (to train) or --run RUN (to forecast), not both",
                             "drop one of them")
+        if max_minutes is not None:
+            raise UserError("--max-minutes", "only applies to training (with CONFIG)", "drop it")
         if input is None or output is None:
             raise UserError("forecast --run", "needs --input recent.csv and -o forecast.csv", "add both")
         from tsdiff_cli.training.forecast import forecast_from_run

@@ -39,9 +39,11 @@ def interval_coverage(samples: np.ndarray, y: np.ndarray, level: float) -> float
 
 
 def forecast_scores(samples: np.ndarray, y: np.ndarray, samples_original: np.ndarray | None = None,
-                    y_original: np.ndarray | None = None, chunk: int = 256) -> dict[str, float]:
+                    y_original: np.ndarray | None = None, chunk: int = 256,
+                    scale: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
     """Every forecast metric of DESIGN for z-space ``samples`` (M, N, ...) and ``y`` (N, ...); the
-    ProbTS scores use the original-scale arrays when given (as ProbTS does), else the z-space ones.
+    ProbTS scores use the original-scale arrays when given (as ProbTS does), or z · std + mean with
+    ``scale = (mean, std)`` computed chunk by chunk, else the z-space ones.
 
     Every score is a sum over elements (or a ratio of two), so it is accumulated over ``chunk``
     windows at a time: the temporary arrays of quantiles and sorted samples stay small (100 samples
@@ -51,6 +53,8 @@ def forecast_scores(samples: np.ndarray, y: np.ndarray, samples_original: np.nda
     sums = dict.fromkeys(("se_med", "ae_med", "se_mean", "ae_mean", "crps", "in50", "in90", "wql", "abs_err_o", "abs_y_o"), 0.0)
     for i in range(0, y.shape[0], chunk):
         s, t, s_o, t_o = samples[:, i:i + chunk], y[i:i + chunk], so[:, i:i + chunk], yo[i:i + chunk]
+        if scale is not None:
+            s_o, t_o = s * scale[1] + scale[0], t * scale[1] + scale[0]
         median, mean = np.median(s, axis=0), s.mean(axis=0)
         sums["se_med"] += float(np.sum((median - t) ** 2))
         sums["ae_med"] += float(np.sum(np.abs(median - t)))

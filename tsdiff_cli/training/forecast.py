@@ -108,7 +108,17 @@ def _metadata(cfg: ForecastConfig, series: Series, mean: np.ndarray, std: np.nda
     return {"format": FORMAT, "config": cfg.to_json(), "columns": json.dumps(series.columns),
             "time_column": json.dumps(series.time_column), "mean": json.dumps(mean.tolist()), "std": json.dumps(std.tolist()),
             "freq_ns": json.dumps(None if freq is None else int(freq / pd.Timedelta(1, "ns"))),
-            "t0": json.dumps(None if t0 is None else t0.isoformat()), "tsdiff_version": __version__}
+            "t0": json.dumps(None if t0 is None else t0.isoformat()), "tsdiff_version": __version__,
+            "freq_alias": json.dumps(_calendar_freq(series.times))}
+
+
+def _calendar_freq(times: pd.DatetimeIndex | None) -> str | None:
+    """The pandas offset alias of the dates' rhythm ("h", "ME", "B", …) when pandas can name it,
+    so that future dates follow the calendar (month ends, business days), not a fixed span."""
+    if times is None or len(times) < 3:
+        return None
+    offset = pd.tseries.frequencies.to_offset(pd.infer_freq(times[-50:])) if pd.infer_freq(times[-50:]) else None
+    return None if offset is None else offset.freqstr
 
 
 def train_forecaster(s: Settings, config_name: str, update: Update | None = None,
@@ -165,7 +175,7 @@ def train_forecaster(s: Settings, config_name: str, update: Update | None = None
                 loss = lam * mse + (1 - lam) * gl
                 if not torch.isfinite(loss):
                     raise UserError(run.path, f"the training loss became {loss.item()} at step {step}",
-                                    "lower [forecast] lr; model.safetensors keeps the best weights so far")
+                                    "lower [forecast] lr" + ("; model.safetensors keeps the best epoch so far" if best < math.inf else ""))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
@@ -181,6 +191,9 @@ def train_forecaster(s: Settings, config_name: str, update: Update | None = None
                     break
             v_mse, v_gen = _val_objective(model, wins["val"], phase, lam, device, p.seed)
             score = lam * v_mse + (1 - lam) * v_gen
+            if not math.isfinite(score):
+                raise UserError(run.path, f"the validation loss became {score} after epoch {epoch + 1}",
+                                "lower [forecast] lr" + ("; model.safetensors keeps the best epoch so far" if best < math.inf else ""))
             improved = score < best
             run.log("eval", "forecast", step, epoch, profile="validation", val_loss=score, val_mse=v_mse, val_gen_loss=v_gen,
                     best=improved, minutes=round((time.monotonic() - start) / 60, 2))
@@ -234,7 +247,7 @@ def evaluate_forecaster(model: Forecaster, s: Settings, wins: dict[str, Windows]
     report = {"protocol": {"windows": len(wins["test"]), "seq_len": p.seq_len, "pred_len": p.pred_len,
                            "samples": p.samples, "steps": p.steps, "solver": p.solver, "space": "z (train StandardScaler)",
                            "sampling_seconds": round(seconds, 1)},
-              "model": forecast_scores(draws, y_te, draws * std + mean, y_te * std + mean)}
+              "model": forecast_scores(draws, y_te, scale=(mean, std))}
     det_val = _deterministic(model, wins["val"], phase)
     ridge = Ridge().fit(x_tr, y_tr)
     points = {"deterministic head": (det, det_val), "linear ridge": (ridge.predict(x_te), ridge.predict(x_va)),
@@ -291,12 +304,18 @@ def load_forecaster(run: Path, device: str | torch.device = "cpu") -> tuple[Fore
                         "the file is truncated or corrupt; train again") from None
     if meta.get("format") != FORMAT:
         raise UserError(path, "is not a tsdiff forecaster", "name a run made by `tsdiff forecast CONFIG`")
-    model = Forecaster(ForecastConfig.from_json(meta["config"]))
-    model.load_state_dict(tensors)
-    info = {"columns": json.loads(meta["columns"]), "time_column": json.loads(meta["time_column"]),
-            "mean": np.array(json.loads(meta["mean"])), "std": np.array(json.loads(meta["std"])),
-            "freq": None if json.loads(meta["freq_ns"]) is None else pd.Timedelta(json.loads(meta["freq_ns"]), unit="ns"),
-            "t0": None if json.loads(meta["t0"]) is None else pd.Timestamp(json.loads(meta["t0"]))}
+    try:
+        model = Forecaster(ForecastConfig.from_json(meta["config"]))
+        model.load_state_dict(tensors)
+        freq_ns, t0 = json.loads(meta["freq_ns"]), json.loads(meta["t0"])
+        info = {"columns": json.loads(meta["columns"]), "time_column": json.loads(meta["time_column"]),
+                "mean": np.array(json.loads(meta["mean"])), "std": np.array(json.loads(meta["std"])),
+                "freq": None if freq_ns is None else pd.Timedelta(freq_ns, unit="ns"),
+                "freq_alias": json.loads(meta.get("freq_alias", "null")),
+                "t0": None if t0 is None else pd.Timestamp(t0)}
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(path, f"does not hold a forecaster this tsdiff can read ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120]})", "train again with this version") from None
     return model.to(device).eval(), info
 
 
@@ -329,21 +348,21 @@ def forecast_from_run(run: Path, input: Path, output: Path, samples: int, steps:
     model, info = load_forecaster(run, resolve_device(device))
     cfg = model.c
     columns, time_column = info["columns"], info["time_column"]
-    series = read_series(input, None, time_column if time_column is not None else None, where="the input's")
-    missing = [c for c in columns if c not in series.columns]
-    extra = [c for c in series.columns if c not in columns]
-    if missing or extra:
-        parts = ([f"lacks {', '.join(map(repr, missing))}"] if missing else []) + ([f"has extra {', '.join(map(repr, extra))}"] if extra else [])
-        raise UserError(input, f"columns differ from the training run's ({'; '.join(parts)})",
-                        f"give exactly the columns {', '.join(columns)}" + (f" and the date column '{time_column}'" if time_column else ""))
+    from tsdiff_cli.data.sources import read_frame
+
+    header = list(read_frame(Path(input)).columns) if Path(input).is_file() else None
+    missing = [c for c in columns if header is not None and c not in header]
+    if missing:
+        raise UserError(input, f"columns differ from the training run's (lacks {', '.join(map(repr, missing))})",
+                        f"give the columns {', '.join(columns)}" + (f" and the date column '{time_column}'" if time_column else ""))
+    if time_column is not None and header is not None and time_column not in header:
+        raise UserError(input, f"has no date column '{time_column}', which the model was trained with",
+                        "keep the date column of the training data")
+    series = read_series(input, columns, time_column, where="the input's")
     if len(series.values) < cfg.seq_len:
         raise UserError(input, f"has {len(series.values)} rows; the model reads the last seq_len = {cfg.seq_len}",
                         f"give at least {cfg.seq_len} rows")
-    if cfg.cycle and series.times is None:
-        raise UserError(input, f"has no date column '{time_column}', which the model needs to place the rows in its daily cycle",
-                        "keep the date column of the training data")
-    order = [series.columns.index(c) for c in columns]
-    values = series.values[-cfg.seq_len:, order]
+    values = series.values[-cfg.seq_len:]
     lookback_missing = int(series.missing[-cfg.seq_len:].sum())
     x = torch.tensor((values - info["mean"]) / info["std"], dtype=torch.float32)[None]
     times = series.times[-cfg.seq_len:] if series.times is not None else None
@@ -354,8 +373,9 @@ def forecast_from_run(run: Path, input: Path, output: Path, samples: int, steps:
     draws, _ = model.sample(x.to(device_), samples, steps, phase.to(device_), generator=gen, solver=solver)
     draws = draws[:, 0].float().cpu().numpy() * info["std"] + info["mean"]  # (K, H, V), original units
     if times is not None:
-        future = pd.date_range(times[-1] + freq, periods=cfg.pred_len, freq=freq)
-        index = {time_column: future.strftime("%Y-%m-%d %H:%M:%S") if (future.second == 0).all() else future.astype(str)}
+        step = pd.tseries.frequencies.to_offset(info["freq_alias"]) if info.get("freq_alias") else freq
+        future = pd.date_range(times[-1] + step, periods=cfg.pred_len, freq=step)
+        index = {time_column or series.time_column: future.strftime("%Y-%m-%d %H:%M:%S") if (future.second == 0).all() else future.astype(str)}
         start = future[0]
     else:
         index = {"step": np.arange(1, cfg.pred_len + 1)}
@@ -367,12 +387,7 @@ def forecast_from_run(run: Path, input: Path, output: Path, samples: int, steps:
         for key, arr in stats.items():
             table[f"{name}_{key}"] = arr[:, j]
     frame = pd.DataFrame(table)
-    with atomic_output(output) as tmp:
-        if output.suffix.lower() == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-    if all_samples is not None:
+    if all_samples is not None:  # first, so that a failure here leaves no forecast file either
         import h5py
 
         with atomic_output(Path(all_samples)) as tmp, h5py.File(tmp, "w") as f:
@@ -380,4 +395,9 @@ def forecast_from_run(run: Path, input: Path, output: Path, samples: int, steps:
             f.attrs["columns"] = json.dumps(columns)
             f.attrs["dates"] = json.dumps([str(v) for v in next(iter(index.values()))])
             f.attrs["layout"] = "(sample, future row, column), original units"
+    with atomic_output(output) as tmp:
+        if output.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
     return ForecastOutput(output, None if all_samples is None else Path(all_samples), lookback_missing, start)
