@@ -30,17 +30,18 @@ _tsdiff() {
             "|sample") path="sample" ;;
             "|evaluate") path="evaluate" ;;
             "|impute") path="impute" ;;
+            "|forecast") path="forecast" ;;
             "|monitor") path="monitor" ;;
             "|config") path="config" ;;
             "config|show") path="config show" ;;
-            "evaluate|--config"|"evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|--repeats"|"evaluate|--seed"|"evaluate|-c"|"evaluate|-o"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--emb-dir"|"impute|--flag"|"impute|--holdout"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"impute|-i"|"impute|-o"|"monitor|--interval"|"monitor|--screenshot"|"preprocess|--missing-rate"|"preprocess|--output"|"preprocess|--seed"|"preprocess|--seq-len"|"preprocess|-o"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--output"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"sample|-o"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--resume"|"train|--seed"|"train|--tst") skip=1 ;;
+            "evaluate|--config"|"evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|--repeats"|"evaluate|--seed"|"evaluate|-c"|"evaluate|-o"|"forecast|--all-samples"|"forecast|--device"|"forecast|--input"|"forecast|--max-minutes"|"forecast|--output"|"forecast|--run"|"forecast|--samples"|"forecast|--seed"|"forecast|--steps"|"forecast|-i"|"forecast|-o"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--emb-dir"|"impute|--flag"|"impute|--holdout"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"impute|-i"|"impute|-o"|"monitor|--interval"|"monitor|--screenshot"|"preprocess|--missing-rate"|"preprocess|--output"|"preprocess|--seed"|"preprocess|--seq-len"|"preprocess|-o"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--output"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"sample|-o"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--resume"|"train|--seed"|"train|--tst") skip=1 ;;
         esac
     done
     case "$path|$prev" in  # the value of an option
         "evaluate|--config"|"evaluate|-c") _tsdiff_files toml; return ;;
-        "train|--resume"|"train|--tst") _tsdiff_dirs; return ;;
-        "evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|-o"|"impute|--emb-dir"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|-i"|"impute|-o"|"monitor|--screenshot"|"preprocess|--output"|"preprocess|-o"|"sample|--output"|"sample|-o") _tsdiff_files; return ;;
-        "evaluate|--repeats"|"evaluate|--seed"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--flag"|"impute|--holdout"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"monitor|--interval"|"preprocess|--missing-rate"|"preprocess|--seed"|"preprocess|--seq-len"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--seed") :; return ;;
+        "forecast|--run"|"train|--resume"|"train|--tst") _tsdiff_dirs; return ;;
+        "evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|-o"|"forecast|--all-samples"|"forecast|--input"|"forecast|--output"|"forecast|-i"|"forecast|-o"|"impute|--emb-dir"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|-i"|"impute|-o"|"monitor|--screenshot"|"preprocess|--output"|"preprocess|-o"|"sample|--output"|"sample|-o") _tsdiff_files; return ;;
+        "evaluate|--repeats"|"evaluate|--seed"|"forecast|--device"|"forecast|--max-minutes"|"forecast|--samples"|"forecast|--seed"|"forecast|--steps"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--flag"|"impute|--holdout"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"monitor|--interval"|"preprocess|--missing-rate"|"preprocess|--seed"|"preprocess|--seq-len"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--seed") :; return ;;
     esac
     if [[ "$cur" == -* ]]; then
         case "$path" in
@@ -51,6 +52,7 @@ _tsdiff() {
             "sample") COMPREPLY=($(compgen -W "-n -o --output --steps --seed --device --precision -q --quiet -h --help" -- "$cur")) ;;
             "evaluate") COMPREPLY=($(compgen -W "--real --generated --gaps --imputed -o --output --plots -c --config --quick --repeats --seed -q --quiet -h --help" -- "$cur")) ;;
             "impute") COMPREPLY=($(compgen -W "-i --input -o --output --emb-dir --model --samples --start-sigma --holdout --pred-len --flag --seq-len --borders --decoder --steps --seed --device -q --quiet -h --help" -- "$cur")) ;;
+            "forecast") COMPREPLY=($(compgen -W "--run -i --input -o --output --samples --steps --seed --all-samples --max-minutes --device -q --quiet -h --help" -- "$cur")) ;;
             "monitor") COMPREPLY=($(compgen -W "--once --interval --linear --screenshot -h --help" -- "$cur")) ;;
             "config") COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
             "config show") COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
@@ -58,13 +60,14 @@ _tsdiff() {
         return
     fi
     case "$path" in
-        "") COMPREPLY=($(compgen -W "preprocess pretrain-tst train sample evaluate impute monitor config" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "preprocess pretrain-tst train sample evaluate impute forecast monitor config" -- "$cur")) ;;
         "preprocess") _tsdiff_files toml ;;
         "pretrain-tst") _tsdiff_files toml ;;
         "train") _tsdiff_files toml ;;
         "sample") _tsdiff_dirs ;;
         "evaluate") _tsdiff_dirs ;;
         "impute") _tsdiff_files toml ;;
+        "forecast") _tsdiff_files toml ;;
         "monitor") _tsdiff_dirs ;;
         "config") COMPREPLY=($(compgen -W "show" -- "$cur")) ;;
         "config show") _tsdiff_files toml ;;

@@ -12,9 +12,9 @@ function __tsdiff_path --description 'the tsdiff (sub)command on the command lin
             continue
         end
         switch "$path|$word"
-            case '|preprocess' '|pretrain-tst' '|train' '|sample' '|evaluate' '|impute' '|monitor' '|config' 'config|show'
+            case '|preprocess' '|pretrain-tst' '|train' '|sample' '|evaluate' '|impute' '|forecast' '|monitor' '|config' 'config|show'
                 set path (string trim -- "$path $word")
-            case 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--start-sigma' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--device' 'sample|--output' 'sample|--precision' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst'
+            case 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'forecast|--all-samples' 'forecast|--device' 'forecast|--input' 'forecast|--max-minutes' 'forecast|--output' 'forecast|--run' 'forecast|--samples' 'forecast|--seed' 'forecast|--steps' 'forecast|-i' 'forecast|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--start-sigma' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--device' 'sample|--output' 'sample|--precision' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst'
                 set skip 1
         end
     end
@@ -32,6 +32,7 @@ complete -c tsdiff -n '__tsdiff_at ""' -a train -d 'Train the generator: TST com
 complete -c tsdiff -n '__tsdiff_at ""' -a sample -d 'Sample windows with the run\'s EMA weights and write them in original units and columns'
 complete -c tsdiff -n '__tsdiff_at ""' -a evaluate -d 'Score generated windows against real ones with the papers\' metrics, or an imputation'
 complete -c tsdiff -n '__tsdiff_at ""' -a impute -d 'Fill the gaps of a series, from TimeKD embeddings or from a trained generator'
+complete -c tsdiff -n '__tsdiff_at ""' -a forecast -d 'Probabilistic forecasts: an iTransformer encoder with a few-step flow-matching head'
 complete -c tsdiff -n '__tsdiff_at ""' -a monitor -d 'Watch a run live: state, progress, loss and score charts, best scores, settings'
 complete -c tsdiff -n '__tsdiff_at ""' -a config -d 'Inspect settings'
 complete -c tsdiff -n '__tsdiff_at ""' -l version -d 'Print the version and exit'
@@ -97,6 +98,18 @@ complete -c tsdiff -n '__tsdiff_at impute' -l device -x -d '"auto", "cpu" or "cu
 complete -c tsdiff -n '__tsdiff_at impute' -s q -l quiet -d 'No progress output'
 complete -c tsdiff -n '__tsdiff_at impute' -s h -l help -d 'Show this message and exit'
 complete -c tsdiff -n '__tsdiff_at impute' -a '(__fish_complete_suffix .toml)'
+complete -c tsdiff -n '__tsdiff_at forecast' -l run -x -a '(__fish_complete_directories)' -d 'Forecast with this trained run (from `tsdiff forecast CONFIG`, or runs/latest) instead of training'
+complete -c tsdiff -n '__tsdiff_at forecast' -s i -l input -r -F -d 'With --run: CSV / Parquet whose last seq_len rows are the lookback (same columns as the training data)'
+complete -c tsdiff -n '__tsdiff_at forecast' -s o -l output -r -F -d 'With --run: forecast file (.csv / .parquet): the future dates, then per column its mean, median, q05, q25, q75 and q95, in original units'
+complete -c tsdiff -n '__tsdiff_at forecast' -l samples -x -d 'Forecast samples per window [default: 100, or the run\'s]'
+complete -c tsdiff -n '__tsdiff_at forecast' -l steps -x -d 'Sampling steps of the generative head [default: 5, or the run\'s]'
+complete -c tsdiff -n '__tsdiff_at forecast' -l seed -x -d 'Seed of training and sampling; the same seed gives the same forecast'
+complete -c tsdiff -n '__tsdiff_at forecast' -l all-samples -r -F -d 'With --run: also write every sample to this HDF5 file (dataset \'samples\': sample × future row × column)'
+complete -c tsdiff -n '__tsdiff_at forecast' -l max-minutes -x -d 'Training: stop after this many minutes'
+complete -c tsdiff -n '__tsdiff_at forecast' -l device -x -d '"auto", "cpu" or "cuda"'
+complete -c tsdiff -n '__tsdiff_at forecast' -s q -l quiet -d 'No progress and no table'
+complete -c tsdiff -n '__tsdiff_at forecast' -s h -l help -d 'Show this message and exit'
+complete -c tsdiff -n '__tsdiff_at forecast' -a '(__fish_complete_suffix .toml)'
 complete -c tsdiff -n '__tsdiff_at monitor' -l once -d 'Print a summary (state, progress, latest and best scores) and exit; the default when stdout is not a terminal'
 complete -c tsdiff -n '__tsdiff_at monitor' -l interval -x -d 'Seconds between looks at the run\'s files (0.1 to 60)'
 complete -c tsdiff -n '__tsdiff_at monitor' -l linear -d 'Start with linear chart axes (default: log; press l to switch)'

@@ -11,7 +11,7 @@ _tsdiff() {
     '1:command:->command' \
     '*::argument:->argument'
   case $state in
-    command) local -a commands=('preprocess:Make the windowed dataset file that [data] describes' 'pretrain-tst:Phase 1 only: fit the completion TST on observed values; `tsdiff train --tst RUN` reuses it' 'train:Train the generator: TST completion (phase 1), then diffusion with the masked loss' 'sample:Sample windows with the run'\''s EMA weights and write them in original units and columns' 'evaluate:Score generated windows against real ones with the papers'\'' metrics, or an imputation' 'impute:Fill the gaps of a series, from TimeKD embeddings or from a trained generator' 'monitor:Watch a run live: state, progress, loss and score charts, best scores, settings' 'config:Inspect settings')
+    command) local -a commands=('preprocess:Make the windowed dataset file that [data] describes' 'pretrain-tst:Phase 1 only: fit the completion TST on observed values; `tsdiff train --tst RUN` reuses it' 'train:Train the generator: TST completion (phase 1), then diffusion with the masked loss' 'sample:Sample windows with the run'\''s EMA weights and write them in original units and columns' 'evaluate:Score generated windows against real ones with the papers'\'' metrics, or an imputation' 'impute:Fill the gaps of a series, from TimeKD embeddings or from a trained generator' 'forecast:Probabilistic forecasts: an iTransformer encoder with a few-step flow-matching head' 'monitor:Watch a run live: state, progress, loss and score charts, best scores, settings' 'config:Inspect settings')
       _describe -t commands 'tsdiff command' commands ;;
     argument)
       case $line[1] in
@@ -21,6 +21,7 @@ _tsdiff() {
         sample) _tsdiff_sample ;;
         evaluate) _tsdiff_evaluate ;;
         impute) _tsdiff_impute ;;
+        forecast) _tsdiff_forecast ;;
         monitor) _tsdiff_monitor ;;
         config) _tsdiff_config ;;
       esac ;;
@@ -108,6 +109,22 @@ _tsdiff_impute() {
     '--seed[Seed of training, holdout and sampling]:value: ' \
     '--device["auto", "cpu" or "cuda"]:value: ' \
     '(-q --quiet)'{-q,--quiet}'[No progress output]' \
+    '(-h --help)'{-h,--help}'[Show this message and exit]' \
+    '*:CONFIG:_files -g "*.toml"'
+}
+
+_tsdiff_forecast() {
+  _arguments \
+    '--run[Forecast with this trained run (from `tsdiff forecast CONFIG`, or runs/latest) instead of training]:directory:_files -/' \
+    '(-i --input)'{-i,--input}'[With --run: CSV / Parquet whose last seq_len rows are the lookback (same columns as the training data)]:file:_files' \
+    '(-o --output)'{-o,--output}'[With --run: forecast file (.csv / .parquet): the future dates, then per column its mean, median, q05, q25, q75 and q95, in original units]:file:_files' \
+    '--samples[Forecast samples per window \[default: 100, or the run'\''s\]]:value: ' \
+    '--steps[Sampling steps of the generative head \[default: 5, or the run'\''s\]]:value: ' \
+    '--seed[Seed of training and sampling; the same seed gives the same forecast]:value: ' \
+    '--all-samples[With --run: also write every sample to this HDF5 file (dataset '\''samples'\'': sample × future row × column)]:file:_files' \
+    '--max-minutes[Training: stop after this many minutes]:value: ' \
+    '--device["auto", "cpu" or "cuda"]:value: ' \
+    '(-q --quiet)'{-q,--quiet}'[No progress and no table]' \
     '(-h --help)'{-h,--help}'[Show this message and exit]' \
     '*:CONFIG:_files -g "*.toml"'
 }
