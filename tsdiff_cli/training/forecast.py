@@ -117,8 +117,12 @@ def _calendar_freq(times: pd.DatetimeIndex | None) -> str | None:
     so that future dates follow the calendar (month ends, business days), not a fixed span."""
     if times is None or len(times) < 3:
         return None
-    offset = pd.tseries.frequencies.to_offset(pd.infer_freq(times[-50:])) if pd.infer_freq(times[-50:]) else None
-    return None if offset is None else offset.freqstr
+    import warnings
+
+    with warnings.catch_warnings():  # pandas 3.1 announces infer_freq returning offsets; either is read below
+        warnings.simplefilter("ignore")
+        found = pd.infer_freq(times[-50:])
+    return None if found is None else pd.tseries.frequencies.to_offset(found).freqstr
 
 
 def train_forecaster(s: Settings, config_name: str, update: Update | None = None,
