@@ -270,6 +270,11 @@ def test_bad_forecast_inputs_exit_2_with_one_line_and_no_output(trained, workdir
     shuffled = _hourly(60)
     shuffled.loc[[20, 21], "date"] = shuffled.loc[[21, 20], "date"].to_numpy()
     shuffled.to_csv(workdir / "unsorted.csv", index=False)
+    halfhour = _hourly(60)
+    halfhour["date"] = pd.date_range("2022-01-01", periods=60, freq="30min").strftime("%Y-%m-%d %H:%M:%S")
+    halfhour.to_csv(workdir / "halfhour.csv", index=False)
+    holes = _hourly(60).drop(index=[50])
+    holes.to_csv(workdir / "holes.csv", index=False)
     nodate = _hourly(60).drop(columns=["date"])
     nodate.to_csv(workdir / "nodate.csv", index=False)
     cases = [
@@ -277,6 +282,8 @@ def test_bad_forecast_inputs_exit_2_with_one_line_and_no_output(trained, workdir
         (["--input", "fewer.csv"], "columns differ from the training run's (lacks 'load2')"),
         (["--input", "unsorted.csv"], "does not increase"),
         (["--input", "nodate.csv"], "no date column"),
+        (["--input", "halfhour.csv"], "not one every h as in the training data"),
+        (["--input", "holes.csv"], "not one every h as in the training data"),
         (["--input", "short.csv", "--samples", "0"], "samples"),
     ]
     for args, message in cases:

@@ -323,6 +323,19 @@ def load_forecaster(run: Path, device: str | torch.device = "cpu") -> tuple[Fore
     return model.to(device).eval(), info
 
 
+def _check_rhythm(where: Path, times: pd.DatetimeIndex, info: dict) -> None:
+    """The lookback's dates must follow the training data's rhythm with no row missing: the model
+    reads rows, not times, and places them in its cycle by date."""
+    alias = info.get("freq_alias")
+    expected = pd.date_range(times[0], periods=len(times), freq=alias or info["freq"])
+    if (times.tz is None) != (expected.tz is None) or not (times == expected).all():
+        k = int(np.flatnonzero(times != expected)[0]) if len(times) == len(expected) else 0
+        rhythm = alias or str(info["freq"])
+        raise UserError(where, f"the last {len(times)} rows are not one every {rhythm} as in the training data "
+                        f"(row {k + 1} of them is {times[k]}, expected {expected[k]})",
+                        "give consecutive rows at the training frequency (fill missing rows with empty values)")
+
+
 @dataclass
 class ForecastOutput:
     output: Path
@@ -371,6 +384,8 @@ def forecast_from_run(run: Path, input: Path, output: Path, samples: int, steps:
     x = torch.tensor((values - info["mean"]) / info["std"], dtype=torch.float32)[None]
     times = series.times[-cfg.seq_len:] if series.times is not None else None
     freq = info["freq"] or (infer_freq(series.times) if series.times is not None else None)
+    if times is not None and info["freq"] is not None:
+        _check_rhythm(input, times, info)
     phase = torch.from_numpy(row_phase(times, info["t0"], freq, cfg.cycle, cfg.seq_len)[:1])
     device_ = next(model.parameters()).device
     gen = torch.Generator(device=device_).manual_seed(seed)
