@@ -170,13 +170,14 @@ def save_model(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str,
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
-def load_model(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_model(path: Path, kind: str = "generator", command: str = "tsdiff train CONFIG") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Weights and metadata of a ``tsdiff-<kind>`` safetensors file; one-line errors when it is
+    missing, unreadable or of another kind (``command`` is what makes one)."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(path.parent, f"has no generator ({path.name})",
-                        "train one with `tsdiff train CONFIG`")
+        raise UserError(path.parent, f"has no {kind} ({path.name})", f"train one with `{command}`")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -184,6 +185,6 @@ def load_model(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(path, f"is not a readable safetensors file ({str(exc).splitlines()[0]})",
                         "the file is truncated or corrupt; train again") from None
-    if metadata.get("format") != "tsdiff-generator":
-        raise UserError(path, "is not a tsdiff generator", "name a run made by `tsdiff train`")
+    if metadata.get("format") != f"tsdiff-{kind}":
+        raise UserError(path, f"is not a tsdiff {kind}", f"name a run made by `{command.split(' CONFIG')[0]}`")
     return tensors, metadata

@@ -45,13 +45,14 @@ def fill_gaps(values: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def read_series(source: str | Path, columns: list[str] | None = None, time_column: str | None = None,
-                where: str = "[forecast] data") -> Series:
-    """Read a CSV / Parquet file (or a shipped dataset name) with an optional date column.
+                where: str = "[forecast] data", frame: pd.DataFrame | None = None) -> Series:
+    """Read a CSV / Parquet file (or a shipped dataset name) with an optional date column; a
+    caller that has already read the file passes its ``frame``.
 
     The date column defaults to the first column of timestamps; it must increase strictly.
     """
     path = resolve_source(str(source))
-    frame = read_frame(path)
+    frame = read_frame(path) if frame is None else frame
     names = list(frame.columns)
     if time_column is not None and time_column not in names:
         raise UserError(path, f"has no date column '{time_column}' (columns: {', '.join(names)})", f"fix {where} time_column")

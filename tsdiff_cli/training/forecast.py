@@ -34,7 +34,6 @@ from tsdiff_cli.models.forecaster import ForecastConfig, Forecaster
 from tsdiff_cli.runs import MODEL_FILE, Run
 from tsdiff_cli.settings import Settings, to_toml
 
-FORMAT = "tsdiff-forecaster"
 Update = Callable[[str, int, int], None]  # (label, done, total)
 QUANTILE_COLUMNS = {"q05": 0.05, "q25": 0.25, "q75": 0.75, "q95": 0.95}
 
@@ -105,7 +104,7 @@ def _val_objective(model: Forecaster, windows: Windows, phase: torch.Tensor, lam
 
 
 def _metadata(cfg: ForecastConfig, series: Series, mean: np.ndarray, std: np.ndarray, freq, t0) -> dict[str, str]:
-    return {"format": FORMAT, "config": cfg.to_json(), "columns": json.dumps(series.columns),
+    return {"format": "tsdiff-forecaster", "config": cfg.to_json(), "columns": json.dumps(series.columns),
             "time_column": json.dumps(series.time_column), "mean": json.dumps(mean.tolist()), "std": json.dumps(std.tolist()),
             "freq_ns": json.dumps(None if freq is None else int(freq / pd.Timedelta(1, "ns"))),
             "t0": json.dumps(None if t0 is None else t0.isoformat()), "tsdiff_version": __version__,
@@ -291,23 +290,13 @@ def format_report(report: dict) -> str:
 
 def load_forecaster(run: Path, device: str | torch.device = "cpu") -> tuple[Forecaster, dict]:
     """The model of a forecast run and its metadata (columns, scaler, dates)."""
-    from safetensors import SafetensorError, safe_open
+    from tsdiff_cli.runs import load_model
 
     run = Path(run)
     if not run.is_dir():
         raise UserError(run, "no such run directory", "name a folder made by `tsdiff forecast CONFIG` (or runs/latest)")
     path = run / MODEL_FILE
-    if not path.is_file():
-        raise UserError(run, f"has no forecaster ({MODEL_FILE})", "train one with `tsdiff forecast CONFIG`")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(path, f"is not a readable safetensors file ({str(exc).splitlines()[0]})",
-                        "the file is truncated or corrupt; train again") from None
-    if meta.get("format") != FORMAT:
-        raise UserError(path, "is not a tsdiff forecaster", "name a run made by `tsdiff forecast CONFIG`")
+    tensors, meta = load_model(path, "forecaster", "tsdiff forecast CONFIG")
     try:
         model = Forecaster(ForecastConfig.from_json(meta["config"]))
         model.load_state_dict(tensors)
@@ -367,15 +356,16 @@ def forecast_from_run(run: Path, input: Path, output: Path, samples: int, steps:
     columns, time_column = info["columns"], info["time_column"]
     from tsdiff_cli.data.sources import read_frame
 
-    header = list(read_frame(Path(input)).columns) if Path(input).is_file() else None
-    missing = [c for c in columns if header is not None and c not in header]
+    frame = read_frame(Path(input))
+    header = list(frame.columns)
+    missing = [c for c in columns if c not in header]
     if missing:
         raise UserError(input, f"columns differ from the training run's (lacks {', '.join(map(repr, missing))})",
                         f"give the columns {', '.join(columns)}" + (f" and the date column '{time_column}'" if time_column else ""))
-    if time_column is not None and header is not None and time_column not in header:
+    if time_column is not None and time_column not in header:
         raise UserError(input, f"has no date column '{time_column}', which the model was trained with",
                         "keep the date column of the training data")
-    series = read_series(input, columns, time_column, where="the input's")
+    series = read_series(input, columns, time_column, where="the input's", frame=frame)
     if len(series.values) < cfg.seq_len:
         raise UserError(input, f"has {len(series.values)} rows; the model reads the last seq_len = {cfg.seq_len}",
                         f"give at least {cfg.seq_len} rows")
