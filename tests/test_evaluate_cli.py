@@ -66,6 +66,16 @@ def test_noise_scores_high_and_quick_profile_is_labelled(cli, workdir, stock_fil
     assert "QUICK" in result.stdout
 
 
+def test_unequal_numbers_of_windows_are_said_not_comparable(cli, workdir, stock_files):
+    np.save(workdir / "few.npy", np.load(workdir / "b.npy")[:500])
+    env = {**FAST_ENV, "TSDIFF_EVAL__METRICS": '["discriminative"]'}
+    result = cli("evaluate", "--real", "a.npy", "--generated", "few.npy", env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["profile"] == "full" and "500 generated vs 1830 real" in report["protocol"]
+    assert "not comparable" in report["protocol"] and "not comparable" in " ".join(result.stdout.split())
+
+
 def test_stacked_windows_in_original_units_meet_the_dataset_scaler(cli, workdir, stock_files):
     ds = stock_files
     original = ds.scaler.inverse(ds.target[:1500].astype(np.float64))

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from tsdiff_cli.data.store import read_dataset
@@ -88,6 +89,23 @@ def test_resume_continues_exactly(cli, workdir, tiny):
     for key in ta:
         if not key.startswith("rng."):
             assert np.array_equal(ta[key].numpy(), tb[key].numpy()), key
+
+
+def test_the_kept_model_is_the_best_quick_evaluation_on_equal_numbers_of_windows(cli, workdir, tiny):
+    env = {"TSDIFF_TRAIN__EVAL_EVERY": "1", "TSDIFF_TRAIN__EPOCHS": "4", "TSDIFF_TRAIN__EVAL_SAMPLES": "16",
+           "TSDIFF_EVAL__QUICK_REPEATS": "1", "TSDIFF_EVAL__QUICK_DISC_ITERATIONS": "5"}
+    result = cli("train", tiny, "-q", env=env)
+    assert result.exit_code == 0, result.output
+    run = _latest(workdir)
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [line for line in evals if line["kind"] == "eval"]
+    assert [line["epoch"] for line in evals] == [1, 2, 3, 4]
+    assert all(line["profile"] == "quick" and line["windows"] == 16 for line in evals)  # 16 real against 16 sampled
+    best = min(evals, key=lambda line: line["discriminative"])  # the first of equal scores stays
+    with safe_open(str(run / "model.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert int(meta["step"]) == best["step"] and float(meta["best_disc"]) == best["discriminative"]
+    assert [line["best"] for line in evals].count(True) >= 1 and best["best"]
 
 
 def test_pretrained_tst_is_reused(cli, workdir, tiny):

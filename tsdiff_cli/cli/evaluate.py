@@ -149,7 +149,7 @@ def _print_report(report: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tsdiff_cli.metrics.evaluate import LABELS
+    from tsdiff_cli.metrics.evaluate import FULL_NOTE, LABELS
 
     sizes = report["sizes"]
     title = (f"tsdiff evaluate — {report['profile']} profile: {sizes['real']} real vs {sizes['generated']} generated, "
@@ -162,7 +162,8 @@ def _print_report(report: dict, out: Path) -> None:
                       str(m.get("iterations", "—")), f"{m['seconds']:.1f}")
     console = Console()
     console.print(table)
-    console.print(report["protocol"], style="bold yellow" if report["profile"] == "quick" else "dim")
+    warn = report["profile"] == "quick" or report["protocol"] != FULL_NOTE
+    console.print(report["protocol"], style="bold yellow" if warn else "dim")
     if report.get("inputs", {}).get("scaling", "as given") != "as given":
         console.print(f"scaling: {report['inputs']['scaling']}", style="dim")
     console.print(f"report: {out}" + (f"; plots: {', '.join(report['plots'])}" if report.get("plots") else ""))
