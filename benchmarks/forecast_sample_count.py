@@ -6,7 +6,7 @@ sample variance (the mean of M independent samples adds about variance / M to th
 
     python benchmarks/forecast_sample_count.py RUN [--samples 100 200 400]
 
-Memory: M × 2 785 × 96 × 7 float32 (400 samples: 3 GB).
+Memory: M × 2 785 × 96 × 7 float32, twice over while the variance is taken (400 samples: 6 GB).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ kept model must rank two runs of known full-protocol quality the same way for ev
 
     python benchmarks/quick_score_noise.py RUN [RUN ...] [--samples 1000] [--seeds 0 1 2]
 
-Each run is sampled with its own config's steps and churn, against the dataset its config names.
+Each run is sampled in float32 with its own config's steps and churn, against the dataset its config
+names (made by preprocess if missing, as `tsdiff train` would); the classifier settings are the
+default quick profile's. The real subset of the second variant is drawn with each seed.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ def main() -> None:
         ds = ensure_dataset(settings)
         real = ds.target[~np.isnan(ds.target).any(axis=(1, 2))].astype(np.float32)
         model, _ = load_run_generator(run, torch.device("cpu"))
+        small = min(args.samples, len(real))
         variants = {
-            f"{args.samples} vs all {len(real)} real": lambda seed: (real, args.samples),
-            f"{args.samples} vs {args.samples} real": lambda seed: (
-                real[np.random.default_rng(seed).permutation(len(real))[:args.samples]], args.samples),
+            f"{small} vs all {len(real)} real": lambda seed: (real, small),
+            f"{small} vs {small} real": lambda seed: (real[np.random.default_rng(seed).permutation(len(real))[:small]], small),
             f"{len(real)} vs {len(real)} real": lambda seed: (real, len(real)),
         }
         for name, pick in variants.items():

@@ -108,6 +108,22 @@ def test_the_kept_model_is_the_best_quick_evaluation_on_equal_numbers_of_windows
     assert [line["best"] for line in evals].count(True) >= 1 and best["best"]
 
 
+def test_a_resume_scoring_other_quick_windows_does_not_compare_with_the_old_best(cli, workdir, tiny):
+    env = {"TSDIFF_TRAIN__EVAL_EVERY": "1", "TSDIFF_TRAIN__EPOCHS": "3", "TSDIFF_TRAIN__EVAL_SAMPLES": "16",
+           "TSDIFF_EVAL__QUICK_REPEATS": "1", "TSDIFF_EVAL__QUICK_DISC_ITERATIONS": "5"}
+    first = cli("train", tiny, "-q", env={**env, "TSDIFF_TRAIN__MAX_STEPS": "9"})  # TST 3 steps + 2 epochs of 3
+    assert first.exit_code == 0, first.output
+    run = _latest(workdir)
+    other = {**env, "TSDIFF_TRAIN__EVAL_SAMPLES": "12", "TSDIFF_TRAIN__MAX_STEPS": "0"}
+    resumed = cli("train", "--resume", run, "-q", env=other)
+    assert resumed.exit_code == 0, resumed.output
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [line for line in lines if line["kind"] == "eval"]
+    assert [(line["epoch"], line["windows"]) for line in evals] == [(1, 16), (2, 16), (3, 12)]
+    assert any("best score so far is reset" in line.get("message", "") for line in lines)
+    assert evals[-1]["best"]  # judged on its own windows, not against the 16-window scores
+
+
 def test_pretrained_tst_is_reused(cli, workdir, tiny):
     result = cli("pretrain-tst", tiny, "-q")
     assert result.exit_code == 0, result.output

@@ -154,8 +154,9 @@ class TrainSettings(_Section):
     p_mean: float = Field(-1.2, description="mean of ln σ of the training noise levels (EDM: −1.2)")
     p_std: float = Field(1.2, gt=0, description="spread of ln σ of the training noise levels (EDM: 1.2)")
     eval_every: int = Field(10, ge=0, description="quick evaluation every N epochs (0: never)")
-    eval_samples: int = Field(1000, ge=4, description="windows sampled for each quick evaluation, scored against as "
-                              "many real windows (all when there are fewer)")
+    eval_samples: int = Field(1000, ge=4, description="windows of each quick evaluation: this many sampled against as "
+                              "many real windows without gaps (a fixed subset drawn with [eval] seed; fewer when "
+                              "the dataset has fewer)")
     max_minutes: float = Field(0.0, ge=0, description="stop cleanly after this many minutes (0: no limit)")
     max_steps: int = Field(0, ge=0, description="stop cleanly after this many optimisation steps, both phases (0: no limit)")
     checkpoint_minutes: float = Field(5.0, gt=0, description="write a resumable checkpoint this often")

@@ -96,8 +96,10 @@ def _require_generator(run: Path) -> None:
 
 
 def _evaluate_run(run: Path, settings, quick: bool, plots: Path | None, rep) -> dict:
-    """Sample as many windows as the run's dataset has and score them against its ground truth
-    (all windows, complete where the benchmark removed points), as the paper does."""
+    """Sample as many windows as the run's dataset has without gaps and score them against its
+    ground truth (all windows, complete where the benchmark removed points), as the paper does."""
+    import numpy as np
+
     from tsdiff_cli.data.arrays import Windows
     from tsdiff_cli.data.store import read_dataset
     from tsdiff_cli.runs import MODEL_FILE, load_model
@@ -107,8 +109,13 @@ def _evaluate_run(run: Path, settings, quick: bool, plots: Path | None, rep) -> 
     _, meta = load_model(run / MODEL_FILE)
     dataset = Path(meta["dataset"])
     ds = read_dataset(dataset)
-    label = f"sampling {len(ds.target)} windows"
-    scaled, _, _ = sample_from_run(run, len(ds.target), steps=rs.sample.steps, seed=rs.sample.seed,
+    # as many generated windows as real ones the metrics will see (windows with gaps are dropped)
+    n = int((~np.isnan(ds.target).any(axis=(1, 2))).sum())
+    if n < 4:
+        raise UserError(dataset, f"has {n} windows without gaps; at least 4 are needed to score a run against",
+                        "score samples against other data with --real and --generated")
+    label = f"sampling {n} windows"
+    scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=rs.sample.seed,
                                    batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
                                    precision=rs.sample.precision, callback=lambda done, total: rep.update(label, done, total))
     real = Windows(ds.target, ds.columns, None, dataset, "target")

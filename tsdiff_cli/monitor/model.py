@@ -24,7 +24,7 @@ from tsdiff_cli.monitor.tail import JsonlTail
 STALE_AFTER = 60.0  # seconds without a heartbeat (and no process) before "running" reads "stale"
 RATE_WINDOW = 60.0  # seconds of train rows that steps/s is measured over
 # bookkeeping fields of eval rows that are not scores
-NOT_SCORES = frozenset({"time", "kind", "phase", "step", "epoch", "minutes", "seconds", "elapsed", "best"})
+NOT_SCORES = frozenset({"time", "kind", "phase", "step", "epoch", "minutes", "seconds", "elapsed", "best", "windows"})
 _NAME = re.compile(r"^\d{8}-\d{6}-(?P<rest>.+)$")
 _COMMANDS = ("pretrain-tst", "train", "forecast", "impute", "evaluate", "sample")  # for names only
 

@@ -92,7 +92,7 @@ class GeneratorTrainer:
         p = self.pos
         meta = {"phase": p.phase, "epoch": p.epoch, "batch": p.batch, "step": p.step, "best_disc": p.best_disc,
                 "elapsed": p.elapsed + self._session_seconds(), "history": p.history, "ema_updates": self.ema.updates,
-                "opt_tst": m1, "opt_unet": m2, "config": self.cfg.to_json()}
+                "opt_tst": m1, "opt_unet": m2, "config": self.cfg.to_json(), "quick_windows": self._quick_key()}
         return tensors, meta
 
     def load_state(self, tensors: dict, meta: dict) -> None:
@@ -106,6 +106,12 @@ class GeneratorTrainer:
         self.noise_gen.set_state(tensors["rng.noise"])
         self.pos = Position(meta["phase"], meta["epoch"], meta["batch"], meta["step"], meta["best_disc"],
                             meta["elapsed"], meta.get("history", []))
+        if self.pos.best_disc is not None and meta.get("quick_windows") != self._quick_key():
+            # the kept model's score came from other quick windows (another eval seed or count, or a
+            # checkpoint from before they were balanced): not comparable, so the next evaluation decides
+            self.pos.best_disc = None
+            self.run.log("event", self.pos.phase, self.pos.step, self.pos.epoch,
+                         message="quick evaluations now use other windows; the best score so far is reset")
 
     def checkpoint(self) -> None:
         tensors, meta = self.state()
@@ -243,6 +249,9 @@ class GeneratorTrainer:
             self._quick_reference = np.ascontiguousarray(ref[np.sort(pick)], dtype=np.float32)
         return self._quick_reference
 
+    def _quick_key(self) -> list:
+        return [len(self.quick_reference()), self.s.eval.seed]
+
     def evaluate(self) -> float:
         from tsdiff_cli.metrics.evaluate import evaluate_windows
 
@@ -257,12 +266,14 @@ class GeneratorTrainer:
         report = evaluate_windows(real, gen, self.s.eval, quick=True)
         scores = {name: m["mean"] for name, m in report["metrics"].items()}
         disc = scores.get("discriminative", float("nan"))
-        best = self.pos.best_disc is None or disc < self.pos.best_disc
+        # without a discriminative score (not in [eval] quick_metrics) the latest model is kept
+        measured = bool(np.isfinite(disc))
+        best = not measured or self.pos.best_disc is None or disc < self.pos.best_disc
         self.pos.history.append({"epoch": self.pos.epoch, "step": self.pos.step, **scores})
         self.run.log("eval", "diffusion", self.pos.step, self.pos.epoch, profile="quick", best=best, windows=len(real),
                      minutes=round((self.pos.elapsed + self._session_seconds()) / 60, 2), **scores)
         if best:
-            self.pos.best_disc = disc
+            self.pos.best_disc = disc if measured else self.pos.best_disc
             self.write_model()
         return disc
 
