@@ -24,6 +24,7 @@ import numpy as np
 def main() -> None:
     import torch
 
+    from tsdiff_cli.data.arrays import gap_free
     from tsdiff_cli.metrics.discriminative import discriminative_score
     from tsdiff_cli.models.generator import sample_windows
     from tsdiff_cli.training.train import ensure_dataset, load_run_generator, run_settings
@@ -38,7 +39,7 @@ def main() -> None:
     for run in args.runs:
         settings = run_settings(run)
         ds = ensure_dataset(settings)
-        real = ds.target[~np.isnan(ds.target).any(axis=(1, 2))].astype(np.float32)
+        real = ds.target[gap_free(ds.target)].astype(np.float32)
         model, _ = load_run_generator(run, torch.device("cpu"))
         small = min(args.samples, len(real))
         variants = {

@@ -98,9 +98,7 @@ def _require_generator(run: Path) -> None:
 def _evaluate_run(run: Path, settings, quick: bool, plots: Path | None, rep) -> dict:
     """Sample as many windows as the run's dataset has without gaps and score them against its
     ground truth (all windows, complete where the benchmark removed points), as the paper does."""
-    import numpy as np
-
-    from tsdiff_cli.data.arrays import Windows
+    from tsdiff_cli.data.arrays import Windows, gap_free
     from tsdiff_cli.data.store import read_dataset
     from tsdiff_cli.runs import MODEL_FILE, load_model
     from tsdiff_cli.training.train import run_settings, sample_from_run
@@ -110,7 +108,7 @@ def _evaluate_run(run: Path, settings, quick: bool, plots: Path | None, rep) -> 
     dataset = Path(meta["dataset"])
     ds = read_dataset(dataset)
     # as many generated windows as real ones the metrics will see (windows with gaps are dropped)
-    n = int((~np.isnan(ds.target).any(axis=(1, 2))).sum())
+    n = int(gap_free(ds.target).sum())
     if n < 4:
         raise UserError(dataset, f"has {n} windows without gaps; at least 4 are needed to score a run against",
                         "score samples against other data with --real and --generated")
@@ -169,8 +167,7 @@ def _print_report(report: dict, out: Path) -> None:
                       str(m.get("iterations", "—")), f"{m['seconds']:.1f}")
     console = Console()
     console.print(table)
-    warn = report["profile"] == "quick" or report["protocol"] != FULL_NOTE
-    console.print(report["protocol"], style="bold yellow" if warn else "dim")
+    console.print(report["protocol"], style="dim" if report["protocol"] == FULL_NOTE else "bold yellow")
     if report.get("inputs", {}).get("scaling", "as given") != "as given":
         console.print(f"scaling: {report['inputs']['scaling']}", style="dim")
     console.print(f"report: {out}" + (f"; plots: {', '.join(report['plots'])}" if report.get("plots") else ""))

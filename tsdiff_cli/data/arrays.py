@@ -24,6 +24,11 @@ class Windows:
     what: str  # which part of the file was read
 
 
+def gap_free(windows: np.ndarray) -> np.ndarray:
+    """Mask (N,) of the windows (N, T, F) without a NaN: the ones the metrics score."""
+    return ~np.isnan(windows).any(axis=(1, 2))
+
+
 def read_windows(path: Path | str) -> Windows:
     """Read windows from ``path``; any problem is a :class:`UserError` naming the file."""
     path = Path(path)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tsdiff_cli import __version__
-from tsdiff_cli.data.arrays import Windows
+from tsdiff_cli.data.arrays import Windows, gap_free
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.settings import EvalSettings
 
@@ -59,7 +59,7 @@ def prepare(real: Windows, generated: Windows) -> Prepared:
                         "generated data must be complete; check the generator")
     if not np.isfinite(g).all():
         raise UserError(generated.path, "generated windows contain infinite values", "check the generator")
-    complete = ~np.isnan(r).any(axis=(1, 2))
+    complete = gap_free(r)
     dropped = int((~complete).sum())
     r = r[complete]
     if len(r) < 4 or len(g) < 4:

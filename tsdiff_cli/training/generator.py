@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tsdiff_cli.data.arrays import gap_free
 from tsdiff_cli.models.edm import EMA, masked_edm_loss, sample_sigma
 from tsdiff_cli.models.generator import Generator, GeneratorConfig, sample_windows
 from tsdiff_cli.models.tst import complete, masked_inputs, reconstruction_loss
@@ -59,6 +60,19 @@ def _load_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict, meta
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def quick_reference(reference: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The real side of every quick evaluation: ``n`` gap-free windows (all when there are fewer),
+    the same ones each time (drawn once with ``seed``), scored against as many sampled.
+
+    Equal sizes as in the full protocol (TimeGAN scores N generated against N real): 1000
+    generated against all 3661 stock windows made a test set three-quarters real, and a model
+    scoring 0.105 at the full protocol scored 0.015–0.18 (three sampling seeds). Balanced, the
+    same model scores 0.06–0.13 and a 0.013 model 0.011–0.016 (docs/generator-cpu.md)."""
+    ref = reference[gap_free(reference)]
+    pick = np.sort(np.random.default_rng(seed).permutation(len(ref))[:n])
+    return np.ascontiguousarray(ref[pick], dtype=np.float32)
+
+
 class GeneratorTrainer:
     def __init__(self, settings, cfg: GeneratorConfig, observed: np.ndarray, reference: np.ndarray,
                  run: Run, device: torch.device, progress: Progress = None, tst_only: bool = False):
@@ -68,7 +82,7 @@ class GeneratorTrainer:
         self.model = Generator(cfg).to(device)
         self.ema_model = Generator(cfg).to(device)  # holds EMA weights for sampling
         self.observed = torch.as_tensor(observed, dtype=torch.float32, device=device)
-        self.reference = reference
+        self.quick_real = quick_reference(reference, settings.train.eval_samples, settings.eval.seed)
         self.opt_tst = torch.optim.AdamW(self.model.tst.parameters(), lr=settings.tst.lr, weight_decay=settings.train.weight_decay)
         self.opt_unet = torch.optim.AdamW(self.model.denoiser.parameters(), lr=settings.train.lr,
                                           weight_decay=settings.train.weight_decay)
@@ -234,28 +248,13 @@ class GeneratorTrainer:
         self.ema_model.denoiser.load_state_dict(self.ema.shadow)
         return self.ema_model.eval()
 
-    def quick_reference(self) -> np.ndarray:
-        """The real side of every quick evaluation: ``eval_samples`` complete windows, the same ones
-        each time (drawn once with ``[eval] seed``), as many as are sampled.
-
-        Equal sizes as in the full protocol (TimeGAN scores N generated against N real): 1000
-        generated against all 3661 stock windows made a test set three-quarters real, and a model
-        scoring 0.105 at the full protocol scored 0.015–0.18 (three sampling seeds). Balanced, the
-        same model scores 0.06–0.13 and a 0.013 model 0.011–0.016 (docs/generator-cpu.md)."""
-        if not hasattr(self, "_quick_reference"):
-            ref = self.reference[~np.isnan(self.reference).any(axis=(1, 2))]
-            n = min(self.s.train.eval_samples, len(ref))
-            pick = np.random.default_rng(self.s.eval.seed).permutation(len(ref))[:n]
-            self._quick_reference = np.ascontiguousarray(ref[np.sort(pick)], dtype=np.float32)
-        return self._quick_reference
-
     def _quick_key(self) -> list:
-        return [len(self.quick_reference()), self.s.eval.seed]
+        return [len(self.quick_real), self.s.eval.seed]
 
     def evaluate(self) -> float:
         from tsdiff_cli.metrics.evaluate import evaluate_windows
 
-        real = self.quick_reference()
+        real = self.quick_real
         if len(real) < 4:  # every real window has gaps: nothing to score against (the last EMA is kept)
             self.run.log("event", "diffusion", self.pos.step, self.pos.epoch,
                          message="quick evaluation skipped: fewer than 4 real windows without gaps")
