@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tsdiff_cli.settings import load_settings
-from tsdiff_cli.training.forecast import format_report, train_forecaster
+from tsdiff_cli.jobs.forecast import format_report, train_forecaster
 
 REPO = Path(__file__).resolve().parents[1]
 

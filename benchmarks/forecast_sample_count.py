@@ -19,24 +19,24 @@ from pathlib import Path
 def main() -> None:
     import torch
 
-    from tsdiff_cli.data.forecast import Windows, read_series, split_borders
+    from tsdiff_cli.data.forecast import ForecastWindows, read_series, row_phase, split_borders
+    from tsdiff_cli.jobs.forecast import _all, _sample_all, load_forecaster
     from tsdiff_cli.metrics.forecast import forecast_scores
-    from tsdiff_cli.settings import load_settings
-    from tsdiff_cli.training.forecast import _all, _sample_all, load_forecaster, row_phase
+    from tsdiff_cli.runs import run_settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="a run made by `tsdiff forecast config/etth1-forecast.toml`")
     ap.add_argument("--samples", type=int, nargs="+", default=[100, 200, 400], help="sample counts to score")
     args = ap.parse_args()
 
-    p = load_settings(args.run / "config.toml").forecast
+    p = run_settings(args.run).forecast
     model, info = load_forecaster(args.run)
     series = read_series(p.data, p.columns, p.time_column)
     borders = split_borders(series.path.stem if p.split == "auto" else series.path.name, len(series.values),
                             p.seq_len, p.pred_len, p.split)
     z = torch.tensor((series.values - info["mean"]) / info["std"], dtype=torch.float32)
     phase = torch.from_numpy(row_phase(series.times, info["t0"], info["freq"], p.cycle, len(z)))
-    test = Windows(z, *borders["test"], p.seq_len, p.pred_len)
+    test = ForecastWindows(z, *borders["test"], p.seq_len, p.pred_len)
     start = time.perf_counter()
     with torch.inference_mode():
         draws, det = _sample_all(model.eval(), test, phase, max(args.samples), p.steps, p.solver, p.sample_windows,

@@ -29,31 +29,36 @@ def measure(config: str, steps: int = 6, samples: int = 512) -> dict:
     import numpy as np
     import torch
 
-    from tsdiff_cli.models.generator import build_config, sample_windows
-    from tsdiff_cli.runs import Run
+    from tsdiff_cli.jobs.architectures import generator_config
+    from tsdiff_cli.models.generator import sample_windows
+    from tsdiff_cli.runs import CHECKPOINTS, Run, model_path
     from tsdiff_cli.settings import load_settings
-    from tsdiff_cli.training.generator import GeneratorTrainer
-    from tsdiff_cli.training.train import use_bf16
+    from tsdiff_cli.training.device import use_bf16
+    from tsdiff_cli.training.generator import GeneratorTask
+    from tsdiff_cli.training.loop import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         s = load_settings(ROOT / config, {"data": {"output": Path(tmp) / "d.h5"}, "train": {"runs_dir": Path(tmp) / "runs", "device": "cpu"}})
         from tsdiff_cli.data.preprocess import preprocess
 
         ds = preprocess(s.data).dataset
-        cfg = build_config(s, ds.observed.shape[1], ds.observed.shape[2])
+        cfg = generator_config(s, ds.observed.shape[1], ds.observed.shape[2])
         run = Run.create(s.train.runs_dir, "bench", "b", "")
-        trainer = GeneratorTrainer(s, cfg, ds.observed, ds.target, run, torch.device("cpu"))
-        batches = trainer._batches(0)
+        no_quick = ds.observed[:0]
+        task = GeneratorTask(s, cfg, ds.observed, no_quick, torch.device("cpu"), {})
+        trainer = Trainer(task, run, seed=s.train.seed, grad_clip=s.train.grad_clip)
+        diffusion = trainer.phases[-1]
+        batches = trainer._batches(diffusion, 0)
         precisions = sorted({False, use_bf16("auto", torch.device("cpu"))})
         step = {}
-        for bf16 in precisions:
+        for bf16 in precisions:  # one optimizer step of phase 2, as `tsdiff train` runs it
             trainer.bf16 = bf16
-            trainer._diffusion_step(batches[0])  # warm-up (and the bf16 kernels' set-up)
+            trainer.train_step(diffusion, batches[0])  # warm-up (and the bf16 kernels' set-up)
             start = time.perf_counter()
             for i in range(steps):
-                trainer._diffusion_step(batches[1 + i])
+                trainer.train_step(diffusion, batches[1 + i])
             step["bf16" if bf16 else "fp32"] = (time.perf_counter() - start) / steps
-        model = trainer.load_ema()
+        model = task.load_ema()
         per_s = {}
         for bf16 in precisions:
             sample_windows(model, 8, steps=18, batch_size=8, bf16=bf16)  # warm-up
@@ -61,13 +66,13 @@ def measure(config: str, steps: int = 6, samples: int = 512) -> dict:
             sample_windows(model, samples, steps=18, batch_size=min(samples, s.sample.batch_size), bf16=bf16)
             per_s["bf16" if bf16 else "fp32"] = samples / (time.perf_counter() - start)
         trainer.checkpoint()
-        trainer.write_model()
-        ckpt = sum(p.stat().st_size for p in (run.path / "checkpoints").glob("*.safetensors"))
-        model_size = (run.path / "model.safetensors").stat().st_size
+        run.save_model(*task.export(trainer.pos))
+        ckpt = sum(p.stat().st_size for p in (run.path / CHECKPOINTS).glob("*.safetensors"))
+        model_size = model_path(run.path).stat().st_size
     return {
         "config": config,
-        "unet_params_M": sum(p.numel() for p in trainer.model.denoiser.parameters()) / 1e6,
-        "tst_params_M": sum(p.numel() for p in trainer.model.tst.parameters()) / 1e6,
+        "unet_params_M": sum(p.numel() for p in task.model.denoiser.parameters()) / 1e6,
+        "tst_params_M": sum(p.numel() for p in task.model.tst.parameters()) / 1e6,
         "train_step_s": step["fp32"],
         "train_bf16_step_s": step.get("bf16"),
         "train_seq_per_s": s.train.batch_size / step["fp32"],

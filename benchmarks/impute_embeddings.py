@@ -28,7 +28,8 @@ from timekd_fixture import with_gaps, write_layout  # noqa: E402
 from tsdiff_cli.data.sources import shipped_path  # noqa: E402
 from tsdiff_cli.data.timekd import locate, read_embeddings  # noqa: E402
 from tsdiff_cli.settings import load_settings  # noqa: E402
-from tsdiff_cli.training.impute import impute  # noqa: E402
+from tsdiff_cli.jobs.impute import impute  # noqa: E402
+from tsdiff_cli.runs import metrics_path  # noqa: E402
 
 
 def main() -> None:
@@ -67,7 +68,7 @@ def main() -> None:
         result = impute(s, f"bench-{kind}")
         seconds = time.perf_counter() - t0
         m, lin = result.report["method"], result.report["baselines"]["linear"]
-        epochs = sum(1 for line in (result.run / "metrics.jsonl").read_text().splitlines() if '"train"' in line)
+        epochs = sum(1 for line in metrics_path(result.run).read_text().splitlines() if '"val_loss"' in line)
         print(f"{kind:<10} {epochs:>6} {seconds:>8.1f} {m['mse']:>8.4f} {m['mae']:>8.4f}   {lin['mse']:.4f} / {lin['mae']:.4f}")
 
 

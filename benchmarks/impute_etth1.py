@@ -28,7 +28,7 @@ from tsdiff_cli.data.sources import shipped_path
 from tsdiff_cli.metrics.imputation import BASELINE_FILLS, coverage, errors, fair_crps
 from tsdiff_cli.models.inpaint import inpaint, tst_fill
 from tsdiff_cli.settings import load_settings
-from tsdiff_cli.training.train import load_run_generator, train_generator
+from tsdiff_cli.jobs.generate import load_generator, train_generator
 
 REPO = Path(__file__).resolve().parents[1]
 RATES = (0.125, 0.25, 0.375, 0.5)
@@ -63,7 +63,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tsdiff-impute-"))
     run = args.run or train_run(args.minutes, work)
-    model, meta = load_run_generator(run, torch.device("cpu"))
+    model, meta = load_generator(run, torch.device("cpu"))
     scaler = Scaler.from_json(meta["scaler"])
 
     values = pd.read_csv(shipped_path("etth1")).iloc[:, 1:].to_numpy(np.float64)

@@ -27,7 +27,8 @@ def main() -> None:
     from tsdiff_cli.data.arrays import gap_free
     from tsdiff_cli.metrics.discriminative import discriminative_score
     from tsdiff_cli.models.generator import sample_windows
-    from tsdiff_cli.training.train import ensure_dataset, load_run_generator, run_settings
+    from tsdiff_cli.jobs.generate import ensure_dataset, load_generator
+    from tsdiff_cli.runs import run_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="generator run directories")
@@ -40,7 +41,7 @@ def main() -> None:
         settings = run_settings(run)
         ds = ensure_dataset(settings)
         real = ds.target[gap_free(ds.target)].astype(np.float32)
-        model, _ = load_run_generator(run, torch.device("cpu"))
+        model, _ = load_generator(run, torch.device("cpu"))
         small = min(args.samples, len(real))
         variants = {
             f"{small} vs all {len(real)} real": lambda seed: (real, small),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import write_toml
-from tsdiff_cli.data.forecast import Windows, read_series, split_borders
+from tsdiff_cli.data.forecast import ForecastWindows, read_series, split_borders
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.metrics.forecast import forecast_scores, gaussian_crps, gaussian_scores
 from tsdiff_cli.metrics.imputation import fair_crps
@@ -64,7 +64,7 @@ def trained(workdir, cli):
 
 def test_windows_gather_the_rows_that_slicing_gives():
     series = torch.arange(50 * 2, dtype=torch.float32).reshape(50, 2)
-    w = Windows(series, 10, 40, seq_len=6, pred_len=3)
+    w = ForecastWindows(series, 10, 40, seq_len=6, pred_len=3)
     assert len(w) == 40 - 10 - 9 + 1  # stride 1, nothing dropped
     x, y, start = w.batch(torch.tensor([0, 5, len(w) - 1]))
     for k, s in enumerate(start.tolist()):
@@ -191,8 +191,8 @@ def test_grouped_cross_attention_equals_attention_to_a_repeated_context():
 
 @pytest.mark.parametrize("head", ["flow", "vdiff"])
 def test_samples_come_in_the_right_shape_and_are_repeatable(head):
-    cfg = ForecastConfig(seq_len=24, pred_len=8, n_vars=3, d_model=16, heads=2, layers=1, ff=32, cycle=24, head=head,
-                         head_dim=16, head_heads=2, head_layers=1, patch=4)
+    cfg = ForecastConfig(seq_len=24, pred_len=8, n_vars=3, d_model=16, heads=2, layers=1, ff=32, dropout=0.1, cycle=24,
+                         head=head, head_dim=16, head_heads=2, head_layers=1, patch=4, residual=True)
     model = Forecaster(cfg).eval()
     x, phase = torch.randn(5, 24, 3), torch.arange(5)
     a, det = model.sample(x, 7, 3, phase, generator=torch.Generator().manual_seed(0))
@@ -206,8 +206,8 @@ def test_samples_come_in_the_right_shape_and_are_repeatable(head):
 def test_the_residual_head_is_trained_end_to_end_through_the_encoder():
     """The generative loss reaches the encoder (cross-attention and global condition), but not
     the deterministic forecast it is the residual of."""
-    cfg = ForecastConfig(seq_len=24, pred_len=8, n_vars=2, d_model=16, heads=2, layers=1, ff=32, head_dim=16,
-                         head_heads=2, head_layers=1, patch=4)
+    cfg = ForecastConfig(seq_len=24, pred_len=8, n_vars=2, d_model=16, heads=2, layers=1, ff=32, dropout=0.1, cycle=0,
+                         head="flow", head_dim=16, head_heads=2, head_layers=1, patch=4, residual=True)
     model = Forecaster(cfg)
     for p in model.head.parameters():  # leave adaLN-Zero's zero init so gradients reach the inputs
         torch.nn.init.normal_(p, std=0.1)

@@ -11,8 +11,9 @@ import torch
 
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.models.delay import DelayEmbedding, delay_layout
-from tsdiff_cli.models.edm import Denoiser, EMA, heun_sample, karras_sigmas, masked_edm_loss
-from tsdiff_cli.models.tst import TST, TSTConfig, complete, fill_gaps, reconstruction_loss
+from tsdiff_cli.models.edm import Denoiser, heun_sample, karras_sigmas, masked_edm_loss
+from tsdiff_cli.models.tst import TST, TSTConfig, complete, fill_tst_inputs, reconstruction_loss
+from tsdiff_cli.training.loop import EMA
 
 
 def test_delay_embedding_layout_matches_the_paper_preset():
@@ -77,10 +78,10 @@ def test_impossible_embeddings_say_what_works(args):
         delay_layout(*args)
 
 
-def test_fill_gaps_forward_then_backward_then_zero():
+def test_fill_tst_inputs_forward_then_backward_then_zero():
     nan = float("nan")
     x = torch.tensor([[[nan, nan], [1.0, nan], [nan, nan], [3.0, nan]]])
-    filled = fill_gaps(x)
+    filled = fill_tst_inputs(x)
     assert filled[0, :, 0].tolist() == [1.0, 1.0, 1.0, 3.0]
     assert filled[0, :, 1].tolist() == [0.0, 0.0, 0.0, 0.0]
 
@@ -88,7 +89,7 @@ def test_fill_gaps_forward_then_backward_then_zero():
 def test_tst_ignores_all_missing_steps_and_learns_only_from_observed():
     torch.manual_seed(0)
     cfg = TSTConfig(features=3, seq_len=12, d_model=8, heads=2, layers=2, ff=16, decoder_hidden=8, dropout=0.0,
-                    norm="layer", mask_channel=True)
+                    norm="layer", positional="learnable", mask_channel=True)
     tst = TST(cfg).eval()
     x = torch.rand(4, 12, 3)
     x[:, 5] = float("nan")  # a whole step missing
@@ -174,7 +175,7 @@ def test_ema_warms_up_then_follows_slowly():
     ema = EMA(net, decay=0.9999, warmup=10)
     with torch.no_grad():
         net.weight.fill_(1.0)
-    ema.update(net)  # decay (1 + 1) / (10 + 1)
+    ema.update()  # decay (1 + 1) / (10 + 1)
     assert ema.shadow["weight"].item() == pytest.approx(1 - 2 / 11)
     assert math.isclose(min(0.9999, (1 + 10**6) / (10 + 10**6)), 0.9999)
 
@@ -183,9 +184,10 @@ def test_projection_travels_in_the_model_config_and_older_files_load_without_it(
     from tsdiff_cli.models.generator import Generator, GeneratorConfig
     from tsdiff_cli.models.unet import UNetConfig
 
-    cfg = GeneratorConfig(24, 2, 3, 8, TSTConfig(features=2, seq_len=24, d_model=8, heads=2, layers=1, ff=16, decoder_hidden=8),
+    cfg = GeneratorConfig(24, 2, 3, 8, TSTConfig(features=2, seq_len=24, d_model=8, heads=2, layers=1, ff=16, decoder_hidden=8,
+                                                 dropout=0.1, norm="batch", positional="learnable", mask_channel=False),
                           UNetConfig(image_size=8, in_channels=2, channels=8, channel_mult=[1, 2], num_blocks=1,
-                                     attn_resolutions=[]), project=True)
+                                     attn_resolutions=[], dropout=0.1), project=True)
     again = GeneratorConfig.from_json(cfg.to_json())
     assert again.project and Generator(again).denoiser.output_map is not None
     older = json.loads(cfg.to_json())

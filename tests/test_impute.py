@@ -297,9 +297,10 @@ def test_overlap_mean_and_inpainting_keep_observed_values():
     np.testing.assert_allclose(mean, slow / count.view(1, -1, 1), atol=1e-6)
     assert tile_starts(50, 24).tolist() == [0, 24, 26]
 
-    cfg = GeneratorConfig(24, 2, 3, 8, TSTConfig(features=2, seq_len=24, d_model=8, heads=2, layers=1, ff=8, decoder_hidden=4),
+    cfg = GeneratorConfig(24, 2, 3, 8, TSTConfig(features=2, seq_len=24, d_model=8, heads=2, layers=1, ff=8, decoder_hidden=4,
+                                                 dropout=0.1, norm="batch", positional="learnable", mask_channel=False),
                           UNetConfig(image_size=8, in_channels=2, channels=8, channel_mult=[1, 2], num_blocks=1,
-                                     attn_resolutions=[4], dropout=0.0))
+                                     attn_resolutions=[4], dropout=0.0), project=False)
     model = Generator(cfg)
     series = torch.rand(3, 50, 2)
     series[torch.rand(3, 50, 2) < 0.3] = float("nan")

@@ -137,16 +137,16 @@ def test_pretrained_tst_is_reused(cli, workdir, tiny):
 
 
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(cli, workdir, tiny, monkeypatch):
-    from tsdiff_cli.training import generator
+    from tsdiff_cli.training.loop import Trainer
 
-    original = generator.GeneratorTrainer._diffusion_step
+    original = Trainer.train_step
 
-    def interrupted(self, idx):
+    def interrupted(self, phase, idx):
         if self.pos.step == 4:
             raise KeyboardInterrupt
-        return original(self, idx)
+        return original(self, phase, idx)
 
-    monkeypatch.setattr(generator.GeneratorTrainer, "_diffusion_step", interrupted)
+    monkeypatch.setattr(Trainer, "train_step", interrupted)
     result = cli("train", tiny, "-q")
     assert result.exit_code == 130
     assert "--resume" in result.stderr

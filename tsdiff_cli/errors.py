@@ -17,4 +17,9 @@ class UserError(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C was handled (state saved); the CLI prints the message and exits with status 130."""
+    """Ctrl-C or SIGTERM was handled (state saved); the CLI prints the message and exits with
+    ``code`` (130 for Ctrl-C, 143 for SIGTERM, as shells report them)."""
+
+    def __init__(self, message: str, code: int = 130):
+        super().__init__(message)
+        self.code = code

@@ -1,12 +1,20 @@
-"""Run directories: resolved config, a line-flushed metrics log, a status heartbeat, weights and
-resumable checkpoints — safetensors for tensors, JSON for everything else, never pickle.
+"""Run directories: the only module that knows their file names and formats.
 
     runs/<YYYYmmdd-HHMMSS>-<command>-<config>/
-        config.toml  metrics.jsonl  log.txt  status.json  model.safetensors  checkpoints/
-
-``log.txt`` is the human-readable story of the run: every event and evaluation, and a training
-line every ``LOG_EVERY`` seconds (metrics.jsonl has every logged step).
+        config.toml      the resolved settings
+        metrics.jsonl    one JSON object per line (DESIGN "Formats"), flushed per line
+        log.txt          the same story for people: events, evaluations, a training line every 30 s
+        status.json      state (running / finished / failed / interrupted), position, heartbeat
+        model.safetensors (or tst.safetensors)   inference weights, config in the metadata
+        report.json      a job's final figures
+        checkpoints/     ckpt-<step>.safetensors + .json, latest.json pointing at the newest
     runs/latest -> the newest run (relative symlink, replaced atomically)
+    runs/cache/  consolidated inputs (TimeKD embeddings)
+
+Tensors are safetensors, everything else JSON; never pickle. torch is imported only by the
+functions that read or write tensors, so the monitor (and ``tsdiff --help``) can use this module
+without paying for it. Every write goes through :class:`Run`, the one place where a run's side
+effects happen (a distributed run lets rank 0 alone hold one).
 """
 
 from __future__ import annotations
@@ -14,19 +22,104 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from tsdiff_cli.atomic import atomic_output, write_text
-from tsdiff_cli.errors import UserError
+from tsdiff_cli.errors import Interrupted, UserError
 
-MODEL_FILE = "model.safetensors"
-CHECKPOINTS = "checkpoints"
+if TYPE_CHECKING:
+    import torch
+
+    from tsdiff_cli.settings import Settings
+
+CONFIG_FILE = "config.toml"
+METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "log.txt"
+STATUS_FILE = "status.json"
+MODEL_FILE = "model.safetensors"
+TST_FILE = "tst.safetensors"
+REPORT_FILE = "report.json"
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+CACHE = "cache"
+_POINTER = "latest.json"  # inside checkpoints/: the newest complete checkpoint
+#: a folder holding any of these is a run directory
+MARKERS = (CONFIG_FILE, STATUS_FILE, METRICS_FILE)
 LOG_EVERY = 30.0  # seconds between training lines in log.txt
+
+
+# --- reading (no torch) -------------------------------------------------------------------------
+
+def metrics_path(run: Path) -> Path:
+    return Path(run) / METRICS_FILE
+
+
+def status_path(run: Path) -> Path:
+    return Path(run) / STATUS_FILE
+
+
+def config_path(run: Path) -> Path:
+    return Path(run) / CONFIG_FILE
+
+
+def report_path(run: Path) -> Path:
+    return Path(run) / REPORT_FILE
+
+
+def model_path(run: Path, name: str = MODEL_FILE) -> Path:
+    return Path(run) / name
+
+
+def cache_dir(runs_dir: Path) -> Path:
+    return Path(runs_dir) / CACHE
+
+
+def read_status(run: Path) -> dict | None:
+    """status.json as a dict; None when it is missing, unreadable or not an object."""
+    try:
+        status = json.loads(status_path(run).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def read_config_text(run: Path) -> str | None:
+    try:
+        return config_path(run).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def is_run(path: Path) -> bool:
+    return path.is_dir() and any((path / name).exists() for name in MARKERS)
+
+
+def list_runs(folder: Path) -> list[Path]:
+    """The run directories in ``folder``, oldest first (names start with their start time)."""
+    try:
+        entries = sorted(Path(folder).iterdir(), key=lambda p: p.name)
+    except OSError:
+        return []
+    return [p for p in entries if not p.is_symlink() and is_run(p)]
+
+
+def latest_link(folder: Path) -> Path:
+    return Path(folder) / LATEST
+
+
+def run_settings(run: Path, overrides: dict | None = None) -> Settings:
+    """The settings a run was made with (its config.toml), with environment and CLI overrides."""
+    from tsdiff_cli.settings import load_settings
+
+    path = config_path(run)
+    if not path.is_file():
+        raise UserError(run, f"has no {CONFIG_FILE}", "name a run directory made by tsdiff")
+    return load_settings(path, overrides)
 
 
 def _clean(value: Any) -> Any:
@@ -55,6 +148,12 @@ def _describe(record: dict) -> str:
     return f"{head}  " + "  ".join(values)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it unwinds like Ctrl-C (checkpoint, status)."""
+
+
+# --- writing -------------------------------------------------------------------------------------
+
 class Run:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -75,7 +174,7 @@ class Run:
             k += 1
             path = runs_dir / f"{stamp}-{command}-{config_name}-{k}"
         (path / CHECKPOINTS).mkdir(parents=True)
-        write_text(path / "config.toml", config_text)
+        write_text(config_path(path), config_text)
         run = cls(path)
         if latest:
             run.point_latest()
@@ -89,15 +188,15 @@ class Run:
         return cls(path.resolve())
 
     def point_latest(self) -> None:
-        link = self.path.parent / "latest"
-        tmp = self.path.parent / f".latest.{os.getpid()}.tmp"
+        link = latest_link(self.path.parent)
+        tmp = self.path.parent / f".{LATEST}.{os.getpid()}.tmp"
         tmp.unlink(missing_ok=True)
         os.symlink(self.path.name, tmp)
         os.replace(tmp, link)
 
     def log(self, kind: str, phase: str, step: int, epoch: int, **values: Any) -> None:
         if self._metrics is None:
-            self._metrics = open(self.path / "metrics.jsonl", "a", encoding="utf-8")
+            self._metrics = open(metrics_path(self.path), "a", encoding="utf-8")
         record = {"time": round(time.time(), 3), "kind": kind, "phase": phase, "step": step, "epoch": epoch}
         record.update(_clean(values))
         self._metrics.write(json.dumps(record) + "\n")
@@ -120,7 +219,12 @@ class Run:
         self.status.setdefault("pid", os.getpid())
         self.status.setdefault("started", round(time.time(), 3))
         self.status["updated"] = round(time.time(), 3)
-        write_text(self.path / "status.json", json.dumps(self.status, indent=1) + "\n")
+        write_text(status_path(self.path), json.dumps(self.status, indent=1) + "\n")
+
+    def write_report(self, report: dict) -> Path:
+        path = report_path(self.path)
+        write_text(path, json.dumps(_clean(report), indent=1) + "\n")
+        return path
 
     def close(self) -> None:
         for name in ("_metrics", "_text"):
@@ -128,7 +232,46 @@ class Run:
                 getattr(self, name).close()
                 setattr(self, name, None)
 
-    # --- checkpoints -------------------------------------------------------------------------
+    @contextmanager
+    def lifecycle(self, command: str, resume_hint: str | None = None) -> Iterator[Run]:
+        """Whatever happens inside, status.json ends as finished, interrupted (Ctrl-C or SIGTERM:
+        :class:`Interrupted`, exit 130 / 143) or failed (with the error text), and the log says so.
+
+        Code inside that holds state worth keeping (the training loop) saves it on
+        ``KeyboardInterrupt`` before letting it through."""
+        self.set_status(state="running", command=command)
+        previous = _on_sigterm()
+        try:
+            yield self
+        except KeyboardInterrupt as exc:
+            code = 143 if isinstance(exc, Terminated) else 130
+            self._end("interrupted", "interrupted" + (" (SIGTERM)" if code == 143 else ""))
+            kept = f"; continue with `{resume_hint}`" if resume_hint else ""
+            raise Interrupted(f"{self.path}: stopped at step {self.status.get('step', 0)}{kept}", code) from None
+        except UserError as exc:
+            self._end("failed", str(exc), error=str(exc))
+            raise
+        except BaseException as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            self._end("failed", text, error=text)
+            raise
+        else:
+            self._end("finished", f"stopped: {self.status.get('reason', 'finished')}")
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            self.close()
+
+    def _end(self, state: str, message: str, **fields: Any) -> None:
+        try:
+            self.set_status(state=state, **fields)
+            phase = self.status.get("phase") or self.status.get("command") or "run"
+            self.log("event", str(phase), int(self.status.get("step") or 0), int(self.status.get("epoch") or 0),
+                     message=message)
+        except OSError:
+            pass  # a full disk must not hide the error that ended the run
+
+    # --- tensors (torch imported here) ---------------------------------------------------------
 
     def save_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], keep: int = 2) -> None:
         """Write ``ckpt-<step>.safetensors`` + ``.json`` atomically, then point ``latest.json`` at them."""
@@ -139,7 +282,7 @@ class Run:
         with atomic_output(folder / f"{name}.safetensors") as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
         write_text(folder / f"{name}.json", json.dumps(_clean(state)) + "\n")
-        write_text(folder / "latest.json", json.dumps({"name": name, "step": step}) + "\n")
+        write_text(folder / _POINTER, json.dumps({"name": name, "step": step}) + "\n")
         for old in sorted(folder.glob("ckpt-*.safetensors"))[:-keep]:
             old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
@@ -148,9 +291,9 @@ class Run:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        pointer = self.path / CHECKPOINTS / "latest.json"
+        pointer = self.path / CHECKPOINTS / _POINTER
         if not pointer.is_file():
-            raise UserError(self.path, "has no checkpoint to resume from", "start a new run with `tsdiff train CONFIG`")
+            raise UserError(self.path, "has no checkpoint to resume from", "start a new run")
         name = json.loads(pointer.read_text())["name"]
         weights = self.path / CHECKPOINTS / f"{name}.safetensors"
         try:
@@ -161,6 +304,23 @@ class Run:
                             "the file is truncated or corrupt; start a new run") from None
         return tensors, state
 
+    def save_model(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str], name: str = MODEL_FILE) -> Path:
+        path = model_path(self.path, name)
+        save_model(path, tensors, metadata)
+        return path
+
+
+def _on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` while a run is active (main thread only); returns
+    the previous handler, or None where signals cannot be set."""
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
 
 def save_model(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Inference weights with their config as string metadata, atomically."""
@@ -170,21 +330,33 @@ def save_model(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str,
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
-def load_model(path: Path, kind: str = "generator", command: str = "tsdiff train CONFIG") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_model(path: Path, kind: str = "generator", command: str = "tsdiff train CONFIG",
+               tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Weights and metadata of a ``tsdiff-<kind>`` safetensors file; one-line errors when it is
-    missing, unreadable or of another kind (``command`` is what makes one)."""
+    missing, unreadable or of another kind (``command`` is what makes one). ``tensors=False``
+    reads the metadata alone (the weights come back empty)."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    want = tensors
     if not path.is_file():
         raise UserError(path.parent, f"has no {kind} ({path.name})", f"train one with `{command}`")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if want else {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(path, f"is not a readable safetensors file ({str(exc).splitlines()[0]})",
                         "the file is truncated or corrupt; train again") from None
     if metadata.get("format") != f"tsdiff-{kind}":
         raise UserError(path, f"is not a tsdiff {kind}", f"name a run made by `{command.split(' CONFIG')[0]}`")
     return tensors, metadata
+
+
+def run_model(run: Path, kind: str, command: str, name: str = MODEL_FILE,
+              tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The inference file of run directory ``run`` (see :func:`load_model`)."""
+    run = Path(run)
+    if not run.is_dir():
+        raise UserError(run, "no such run directory", f"name a folder made by `{command}` (or runs/latest)")
+    return load_model(model_path(run, name), kind, command, tensors)

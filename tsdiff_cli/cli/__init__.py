@@ -35,7 +35,7 @@ class _Group(TyperGroup):
             raise typer.Exit(2) from None
         except Interrupted as exc:
             typer.echo(f"tsdiff: interrupted: {exc}", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(exc.code) from None
 
 
 app = typer.Typer(

@@ -5,43 +5,6 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import contextmanager
-
-
-class StepProgress:
-    """Call with a dict of ``phase, epoch, epochs, batch, batches`` and named losses."""
-
-    def __init__(self, bar, plain_every: float = 30.0):
-        self.bar, self.task, self.phase, self.plain_every, self._last = bar, None, None, plain_every, 0.0
-
-    def __call__(self, info: dict) -> None:
-        losses = "  ".join(f"{k} {v:.4f}" for k, v in info.items() if k.endswith("loss"))
-        label = f"{info['phase']} epoch {info['epoch'] + 1}/{info['epochs']}"
-        if self.bar is None:
-            now = time.monotonic()
-            if now - self._last >= self.plain_every:
-                print(f"{label}  step {info['step']}  {losses}", flush=True)
-                self._last = now
-            return
-        if self.task is None or self.phase != (info["phase"], info["epoch"]):
-            if self.task is not None:
-                self.bar.remove_task(self.task)
-            self.task = self.bar.add_task(label, total=info["batches"])
-            self.phase = (info["phase"], info["epoch"])
-        self.bar.update(self.task, completed=info["batch"], info=losses)
-
-
-@contextmanager
-def progress_bar(quiet: bool, columns: str = "{task.fields[info]}"):
-    """Yields a rich Progress on a terminal, ``None`` otherwise (or when quiet: the caller checks)."""
-    if quiet or not sys.stdout.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), TextColumn(columns)) as bar:
-        yield bar
 
 
 def _clock(seconds: float) -> str:
@@ -54,21 +17,44 @@ class Reporter:
     ``every`` seconds (and when a task completes) otherwise, nothing when ``quiet``.
 
     ``update(label, done, total)`` may be called as often as wanted; each label is one task.
+    ``step(info)`` takes the training loop's per-step progress (phase, epoch, epochs, batch,
+    batches, step and the logged values): a bar per epoch with its losses on a terminal, a line
+    with the step and losses every ``every`` seconds otherwise.
     """
 
     def __init__(self, quiet: bool, every: float = 30.0, stream=None):
         self.quiet, self.every = quiet, every
         self.stream = stream if stream is not None else sys.stdout
         self.bar, self._tasks, self._started, self._printed, self._done = None, {}, {}, {}, set()
+        self._epoch_task, self._epoch, self._last_step_line = None, None, 0.0
 
     def __enter__(self) -> Reporter:
         if not self.quiet and self.stream.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
+                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                transient=True)
             self.bar.__enter__()
         return self
+
+    def step(self, info: dict) -> None:
+        if self.quiet:
+            return
+        losses = "  ".join(f"{k} {v:.4f}" for k, v in info.items() if k.endswith("loss"))
+        label = f"{info['phase']} epoch {info['epoch'] + 1}/{info['epochs']}"
+        if self.bar is None:
+            now = time.monotonic()
+            if now - self._last_step_line >= self.every:
+                print(f"{label}  step {info['step']}  {losses}", file=self.stream, flush=True)
+                self._last_step_line = now
+            return
+        if self._epoch_task is None or self._epoch != (info["phase"], info["epoch"]):
+            if self._epoch_task is not None:
+                self.bar.remove_task(self._epoch_task)
+            self._epoch_task = self.bar.add_task(label, total=info["batches"], info="")
+            self._epoch = (info["phase"], info["epoch"])
+        self.bar.update(self._epoch_task, completed=info["batch"], info=losses)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
@@ -82,7 +68,7 @@ class Reporter:
             self._started[label] = now
             self._printed[label] = now
             if self.bar is not None:
-                self._tasks[label] = self.bar.add_task(label, total=total)
+                self._tasks[label] = self.bar.add_task(label, total=total, info="")
         if self.bar is not None:
             self.bar.update(self._tasks[label], completed=done, total=total)
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -34,6 +33,7 @@ def evaluate_command(
     table has _q05 / _q95 columns.
     """
     from tsdiff_cli.cli._progress import Reporter
+    from tsdiff_cli.jobs.evaluate import evaluate_files, evaluate_run
     from tsdiff_cli.settings import load_settings
 
     if gaps is not None or imputed is not None:
@@ -42,32 +42,22 @@ def evaluate_command(
     settings = load_settings(config, {"eval": {"repeats": repeats, "seed": seed}})
     if run is not None and (real is not None or generated is not None):
         raise UserError("evaluate", "give either RUN or --real with --generated, not both", "choose one")
-    if run is None:
-        if real is None or generated is None:
-            missing = "--generated" if real is not None else "--real" if generated is not None else "RUN or --real/--generated"
-            raise UserError("evaluate", f"nothing to compare: {missing} is missing",
-                            "run `tsdiff evaluate RUN` or `tsdiff evaluate --real A --generated B`")
-        with Reporter(quiet) as rep:
-            report = _evaluate_files(real, generated, settings, quick, plots, rep)
-        out = output or Path("report.json")
-    else:
-        _require_generator(run)
-        with Reporter(quiet) as rep:
-            report = _evaluate_run(run, settings, quick, plots, rep)
-        out = output or run / "report.json"
-    from tsdiff_cli.atomic import ensure_writable, write_text
-
-    write_text(ensure_writable(out, "report"), json.dumps(report, indent=2) + "\n")
+    if run is None and (real is None or generated is None):
+        missing = "--generated" if real is not None else "--real" if generated is not None else "RUN or --real/--generated"
+        raise UserError("evaluate", f"nothing to compare: {missing} is missing",
+                        "run `tsdiff evaluate RUN` or `tsdiff evaluate --real A --generated B`")
+    with Reporter(quiet) as rep:
+        if run is None:
+            result = evaluate_files(real, generated, settings, quick=quick, plots=plots, output=output, update=rep.update)
+        else:
+            result = evaluate_run(run, settings, quick=quick, plots=plots, output=output, update=rep.update)
     if not quiet:
-        _print_report(report, out)
+        _print_report(result.report, result.output)
 
 
 def _evaluate_imputation(run, real, generated, gaps, imputed, output, quiet) -> None:
-    import json
-
-    from tsdiff_cli.atomic import ensure_writable, write_text
+    from tsdiff_cli.jobs.evaluate import evaluate_imputation
     from tsdiff_cli.metrics.imputation import format_report
-    from tsdiff_cli.training.impute import judge_files
 
     if run is not None or generated is not None:
         raise UserError("evaluate", "imputation mode takes --real, --gaps and --imputed only", "drop RUN / --generated")
@@ -75,79 +65,13 @@ def _evaluate_imputation(run, real, generated, gaps, imputed, output, quiet) -> 
         missing = [n for n, v in (("--real", real), ("--gaps", gaps), ("--imputed", imputed)) if v is None]
         raise UserError("evaluate", f"imputation mode needs {', '.join(missing)} as well",
                         "give the complete table (--real), the table with gaps (--gaps) and the filled one (--imputed)")
-    out = ensure_writable(output or Path("report.json"), "report")
-    report = judge_files(real, gaps, imputed)
-    write_text(out, json.dumps(report, indent=2) + "\n")
+    result = evaluate_imputation(real, gaps, imputed, output=output)
     if not quiet:
+        report = result.report
         print(format_report(report))
         if "coverage90" in report["method"]:
             print(f"90 % interval coverage (_q05 … _q95): {report['method']['coverage90']:.3f}")
-        print(f"report: {out}")
-
-
-def _require_generator(run: Path) -> None:
-    if not run.exists():
-        raise UserError(run, "no such run directory", "name a folder under runs/ (or runs/latest)")
-    if not run.is_dir():
-        raise UserError(run, "is a file, not a run directory", "to score a file use --real A --generated B")
-    if not (run / "model.safetensors").is_file():
-        raise UserError(run, "has no generator (no model.safetensors)",
-                        "train one with `tsdiff train CONFIG`, or compare files with --real/--generated")
-
-
-def _evaluate_run(run: Path, settings, quick: bool, plots: Path | None, rep) -> dict:
-    """Sample as many windows as the run's dataset has without gaps and score them against its
-    ground truth (all windows, complete where the benchmark removed points), as the paper does."""
-    from tsdiff_cli.data.arrays import Windows, gap_free
-    from tsdiff_cli.data.store import read_dataset
-    from tsdiff_cli.runs import MODEL_FILE, load_model
-    from tsdiff_cli.training.train import run_settings, sample_from_run
-
-    rs = run_settings(run)
-    _, meta = load_model(run / MODEL_FILE)
-    dataset = Path(meta["dataset"])
-    ds = read_dataset(dataset)
-    # as many generated windows as real ones the metrics will see (windows with gaps are dropped)
-    n = int(gap_free(ds.target).sum())
-    if n < 4:
-        raise UserError(dataset, f"has {n} windows without gaps; at least 4 are needed to score a run against",
-                        "score samples against other data with --real and --generated")
-    label = f"sampling {n} windows"
-    scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=rs.sample.seed,
-                                   batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
-                                   precision=rs.sample.precision, callback=lambda done, total: rep.update(label, done, total))
-    real = Windows(ds.target, ds.columns, None, dataset, "target")
-    generated = Windows(scaled, ds.columns, None, run, "samples")
-    return _score(real, generated, settings, quick, plots, rep, str(dataset), str(run))
-
-
-def _evaluate_files(real_path: Path, gen_path: Path, settings, quick: bool, plots: Path | None, rep) -> dict:
-    from tsdiff_cli.data.arrays import read_windows
-
-    return _score(read_windows(real_path), read_windows(gen_path), settings, quick, plots, rep, str(real_path), str(gen_path))
-
-
-def _score(real, generated, settings, quick, plots, rep, real_name: str, gen_name: str) -> dict:
-    from tsdiff_cli.metrics.evaluate import LABELS, evaluate_windows, prepare
-
-    if plots is not None:
-        from tsdiff_cli.atomic import ensure_writable
-
-        ensure_writable(plots / "pca.png", "plots")
-    prepared = prepare(real, generated)
-    report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick,
-                              progress=lambda name, done, total: rep.update(LABELS[name], done, total))
-    report["inputs"] = {
-        "real": {"path": real_name, "read": real.what, "windows_dropped_incomplete": prepared.dropped_real},
-        "generated": {"path": gen_name, "read": generated.what},
-        "scaling": prepared.scaling,
-    }
-    if plots is not None:
-        from tsdiff_cli.metrics.plots import write_plots
-
-        report["plots"] = [str(p) for p in write_plots(prepared.real, prepared.generated, plots,
-                                                       real.columns or generated.columns, settings.eval.seed)]
-    return report
+        print(f"report: {result.output}")
 
 
 def _print_report(report: dict, out: Path) -> None:

@@ -20,6 +20,7 @@ def forecast_command(
     seed: Annotated[Optional[int], typer.Option(help="Seed of training and sampling; the same seed gives the same forecast.", show_default=False)] = None,
     all_samples: Annotated[Optional[Path], typer.Option("--all-samples", help="With --run: also write every sample to this HDF5 file (dataset 'samples': sample × future row × column).", show_default=False)] = None,
     max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Training: stop after this many minutes.", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the training of this forecast run from its last checkpoint (with its own config.toml), then judge it.", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help='"auto", "cpu" or "cuda".', show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no table.")] = False,
 ) -> None:
@@ -42,10 +43,12 @@ def forecast_command(
             raise UserError("--max-minutes", "only applies to training (with CONFIG)", "drop it")
         if input is None or output is None:
             raise UserError("forecast --run", "needs --input recent.csv and -o forecast.csv", "add both")
-        from tsdiff_cli.training.forecast import forecast_from_run
+        from tsdiff_cli.jobs.forecast import forecast_from_run
+        from tsdiff_cli.runs import config_path, run_settings
 
-        base = run / "config.toml"
-        settings = load_settings(base if base.is_file() else None, overrides)
+        if resume is not None:
+            raise UserError("--resume", "continues a training; --run forecasts with a trained run", "drop one of them")
+        settings = run_settings(run, overrides) if config_path(run).is_file() else load_settings(None, overrides)
         p = settings.forecast
         result = forecast_from_run(run, input, output, p.samples, p.steps, p.seed, p.solver, all_samples, p.device)
         if not quiet:
@@ -54,23 +57,27 @@ def forecast_command(
             print(f"wrote {result.output} ({p.samples} samples, from {result.start})"
                   + (f" and {result.all_samples}" if result.all_samples else ""))
         return
-    if config is None:
+    if config is None and resume is None:
         raise UserError("forecast", "needs CONFIG to train, or --run RUN --input CSV -o PATH to forecast",
                         "e.g. `tsdiff forecast config/etth1-forecast.toml`")
+    if config is not None and resume is not None:
+        raise UserError("--resume", "continues a run with its own config.toml; CONFIG was given as well", "drop CONFIG")
     for name, value in (("--input", input), ("--output", output), ("--all-samples", all_samples)):
         if value is not None:
             raise UserError(name, "only applies with --run RUN", "drop it, or add --run")
-    from tsdiff_cli.training.forecast import format_report, train_forecaster
+    from tsdiff_cli.jobs.forecast import format_report, train_forecaster
+    from tsdiff_cli.runs import report_path, run_settings
 
-    settings = load_settings(config, overrides)
+    settings = run_settings(resume, overrides) if resume is not None else load_settings(config, overrides)
 
     def announce(r):
         if not quiet:
             print(f"run: {r.path}", flush=True)
 
     with Reporter(quiet) as rep:
-        result = train_forecaster(settings, config.stem, rep.update, announce)
+        result = train_forecaster(settings, config.stem if config is not None else "resumed", update=rep.update,
+                                  on_step=rep.step, on_run=announce, resume=resume)
     if not quiet:
         print(f"training {result.reason} after {result.epochs} epochs, {result.minutes:.1f} min")
         print(format_report(result.report))
-        print(f"report: {result.run / 'report.json'}")
+        print(f"report: {report_path(result.run)}")

@@ -25,6 +25,7 @@ def impute_command(
     steps: Annotated[Optional[int], typer.Option(help="Heun steps of diffusion inpainting [default: 18].", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of training, holdout and sampling.", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help='"auto", "cpu" or "cuda".', show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the decoder training of this --emb-dir impute run from its last checkpoint (with its own settings).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Fill the gaps of a series, from TimeKD embeddings or from a trained generator.
@@ -35,23 +36,28 @@ def impute_command(
     """
     from tsdiff_cli.cli._progress import Reporter
     from tsdiff_cli.metrics.imputation import format_report
+    from tsdiff_cli.runs import report_path
+    from tsdiff_cli.errors import UserError
+    from tsdiff_cli.jobs.impute import impute
+    from tsdiff_cli.runs import run_settings
     from tsdiff_cli.settings import load_settings
-    from tsdiff_cli.training.impute import impute
 
     overrides = {"impute": {"input": input, "output": output, "emb_dir": emb_dir, "model": model, "samples": samples, "start_sigma": start_sigma,
                             "holdout": holdout, "pred_len": pred_len, "flag": flag, "seq_len": seq_len,
                             "borders": borders, "decoder": decoder, "steps": steps, "seed": seed, "device": device}}
-    settings = load_settings(config, overrides)
+    if resume is not None and config is not None:
+        raise UserError("--resume", "continues a run with its own settings; CONFIG was given as well", "drop CONFIG")
+    settings = run_settings(resume, overrides) if resume is not None else load_settings(config, overrides)
     name = config.stem if config is not None else (Path(str(settings.impute.input)).stem or "input")
     with Reporter(quiet) as rep:
-        result = impute(settings, name, rep.update)
+        result = impute(settings, name, rep.update, rep.step, resume=resume)
     if quiet:
         return
     for line in result.notes:
         print(line)
     if result.report is not None:
         print(format_report(result.report))
-        print(f"report: {result.run / 'report.json'}")
+        print(f"report: {report_path(result.run)}")
     elif result.output is not None:
         print(f"filled {result.filled} values; wrote {result.output}"
               + (f" ({result.left} still missing)" if result.left else ""))

@@ -19,22 +19,12 @@ def sample_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Sample windows with the run's EMA weights and write them in original units and columns."""
-    import json
-
-    from tsdiff_cli.atomic import ensure_writable
     from tsdiff_cli.cli._progress import Reporter
-    from tsdiff_cli.data.arrays import write_windows
-    from tsdiff_cli.training.train import run_settings, sample_from_run
+    from tsdiff_cli.jobs.generate import sample
 
-    # -n 0 is refused by the [sample] n setting itself (n ≥ 1), naming the option
-    s = run_settings(run, {"sample": {"n": n, "steps": steps, "seed": seed, "precision": precision}, "train": {"device": device}})
-    ensure_writable(output, "output")
+    overrides = {"sample": {"n": n, "steps": steps, "seed": seed, "precision": precision}, "train": {"device": device}}
     with Reporter(quiet) as rep:
-        label = f"sampling {s.sample.n} windows"
-        _, original, meta = sample_from_run(run, s.sample.n, steps=s.sample.steps, seed=s.sample.seed,
-                                            batch_size=s.sample.batch_size, churn=s.sample.churn, device=s.train.device,
-                                            precision=s.sample.precision,
-                                            callback=lambda done, total: rep.update(label, done, total))
-    write_windows(output, original, json.loads(meta["columns"]), {"run": str(run), "seed": s.sample.seed, "steps": s.sample.steps})
+        result = sample(run, output, overrides, rep.update)
     if not quiet:
-        print(f"wrote {len(original)} windows × {original.shape[1]} steps × {original.shape[2]} features to {output}")
+        n, t, f = result.shape
+        print(f"wrote {n} windows × {t} steps × {f} features to {result.output}")

@@ -15,9 +15,10 @@ def _config_name(config: Path | None) -> str:
 
 
 def _run(config: Path | None, resume: Path | None, tst: Path | None, overrides: dict, quiet: bool, tst_only: bool) -> None:
-    from tsdiff_cli.cli._progress import StepProgress, progress_bar
+    from tsdiff_cli.cli._progress import Reporter
+    from tsdiff_cli.jobs.generate import train_generator
+    from tsdiff_cli.runs import run_settings
     from tsdiff_cli.settings import load_settings
-    from tsdiff_cli.training.train import run_settings, train_generator
 
     if config is None and resume is None:
         raise UserError("train", "needs CONFIG (or --resume RUN)", "e.g. `tsdiff train config/stock.toml`")
@@ -28,10 +29,9 @@ def _run(config: Path | None, resume: Path | None, tst: Path | None, overrides: 
         if not quiet:
             print(f"run: {run.path}", flush=True)
 
-    with progress_bar(quiet, "{task.fields[info]}") as bar:
-        progress = None if quiet else StepProgress(bar)
+    with Reporter(quiet) as rep:
         result = train_generator(settings, _config_name(config), command=command, tst_only=tst_only, resume=resume,
-                                 tst_from=tst, progress=progress, on_run=announce)
+                                 tst_from=tst, on_step=rep.step, on_run=announce)
     if not quiet:
         best = f"; best quick disc. score {result.best_disc:.4f}" if result.best_disc is not None else ""
         print(f"{command} {result.reason} after {result.steps} steps, {result.minutes:.1f} min{best}\nrun: {result.run}")

@@ -16,7 +16,7 @@ WINDOW_COLUMN, STEP_COLUMN = "window", "step"
 
 
 @dataclass
-class Windows:
+class WindowSet:
     values: np.ndarray  # (N, T, F) float32
     columns: list[str] | None  # feature names, when the file has them
     scaler: Scaler | None  # set when the values are in a tsdiff dataset's scaled space
@@ -29,7 +29,7 @@ def gap_free(windows: np.ndarray) -> np.ndarray:
     return ~np.isnan(windows).any(axis=(1, 2))
 
 
-def read_windows(path: Path | str) -> Windows:
+def read_windows(path: Path | str) -> WindowSet:
     """Read windows from ``path``; any problem is a :class:`UserError` naming the file."""
     path = Path(path)
     if not path.exists():
@@ -58,15 +58,15 @@ def _as_windows(path: Path, array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _from_npy(path: Path) -> Windows:
+def _from_npy(path: Path) -> WindowSet:
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise UserError(path, f"cannot be read as .npy ({exc})", "save it with numpy.save") from None
-    return Windows(_as_windows(path, array), None, None, path, "array")
+    return WindowSet(_as_windows(path, array), None, None, path, "array")
 
 
-def _from_h5(path: Path) -> Windows:
+def _from_h5(path: Path) -> WindowSet:
     import h5py
 
     try:
@@ -74,19 +74,19 @@ def _from_h5(path: Path) -> Windows:
             columns = json.loads(f.attrs["columns"]) if "columns" in f.attrs else None
             if "observed" in f and "scaler" in f.attrs:  # a tsdiff dataset: the ground truth
                 name = "target" if "target" in f else "observed"
-                return Windows(_as_windows(path, f[name][()]), columns, Scaler.from_json(f.attrs["scaler"]), path, name)
+                return WindowSet(_as_windows(path, f[name][()]), columns, Scaler.from_json(f.attrs["scaler"]), path, name)
             if "samples" in f:
-                return Windows(_as_windows(path, f["samples"][()]), columns, None, path, "samples")
+                return WindowSet(_as_windows(path, f["samples"][()]), columns, None, path, "samples")
             arrays = [k for k, v in f.items() if isinstance(v, h5py.Dataset) and v.ndim in (2, 3)]
             if len(arrays) != 1:
                 raise UserError(path, f"has datasets {sorted(f.keys())}, none named 'samples' or 'target'",
                                 "write the windows as one dataset named 'samples'")
-            return Windows(_as_windows(path, f[arrays[0]][()]), columns, None, path, arrays[0])
+            return WindowSet(_as_windows(path, f[arrays[0]][()]), columns, None, path, arrays[0])
     except OSError as exc:
         raise UserError(path, f"cannot be read as HDF5 ({exc})", "check the file") from None
 
 
-def _from_table(path: Path) -> Windows:
+def _from_table(path: Path) -> WindowSet:
     from tsdiff_cli.data.sources import read_frame
 
     frame = read_frame(path)
@@ -104,7 +104,7 @@ def _from_table(path: Path) -> Windows:
         raise UserError(path, f"windows have different lengths ({counts.min()} to {counts.max()} steps)",
                         "give every window the same number of steps")
     values = frame[features].to_numpy(dtype=np.float32).reshape(len(counts), int(counts.iloc[0]), len(features))
-    return Windows(_as_windows(path, values), features, None, path, "stacked windows")
+    return WindowSet(_as_windows(path, values), features, None, path, "stacked windows")
 
 
 def write_windows(path: Path | str, values: np.ndarray, columns: list[str], attrs: dict | None = None) -> Path:

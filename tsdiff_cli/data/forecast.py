@@ -35,7 +35,7 @@ class Series:
     missing: np.ndarray  # (rows, V) bool: where the file had no value
 
 
-def fill_gaps(values: np.ndarray) -> tuple[np.ndarray, int]:
+def fill_series_gaps(values: np.ndarray) -> tuple[np.ndarray, int]:
     """Last observation carried forward, then next observation carried backward (vectorised)."""
     missing = np.isnan(values)
     if not missing.any():
@@ -85,7 +85,7 @@ def read_series(source: str | Path, columns: list[str] | None = None, time_colum
             raise UserError(path, f"date column '{time_column}' does not increase at line {row + 2} "
                             f"({times[row - 1]} then {times[row]})", "sort the rows by date and drop duplicates")
     missing = np.isnan(values)
-    values, filled = fill_gaps(values)
+    values, filled = fill_series_gaps(values)
     return Series(values, list(columns), times, time_column, filled, path, missing)
 
 
@@ -119,7 +119,7 @@ def infer_freq(times: pd.DatetimeIndex) -> pd.Timedelta:
     return pd.Timedelta(int(steps.mode().iloc[0]), unit="ns")
 
 
-class Windows:
+class ForecastWindows:
     """Windows of a (rows, V) float32 tensor: lookback rows [s, s + L) and horizon [s + L, s + L + H)
     for every start s in [begin, end − L − H]; ``batch(idx)`` gathers them in one indexing op."""
 
@@ -136,3 +136,26 @@ class Windows:
         start = self.starts[idx]
         rows = self.series[start[:, None] + self._offsets]
         return rows[:, :self.seq_len], rows[:, self.seq_len:], start
+
+
+def row_phase(times: pd.DatetimeIndex | None, t0: pd.Timestamp | None, freq: pd.Timedelta | None, cycle: int,
+              rows: int) -> np.ndarray:
+    """Each row's position in a learnt cycle: whole ``freq`` steps since ``t0`` modulo ``cycle``
+    (zeros when there is no cycle)."""
+    if not cycle:
+        return np.zeros(rows, dtype=np.int64)
+    steps = np.round(((times - t0) / freq).to_numpy(dtype=np.float64)).astype(np.int64)
+    return steps % cycle
+
+
+def calendar_freq(times: pd.DatetimeIndex | None) -> str | None:
+    """The pandas offset alias of the dates' rhythm ("h", "ME", "B", …) when pandas can name it,
+    so that future dates follow the calendar (month ends, business days), not a fixed span."""
+    if times is None or len(times) < 3:
+        return None
+    import warnings
+
+    with warnings.catch_warnings():  # pandas 3.1 announces infer_freq returning offsets; either is read below
+        warnings.simplefilter("ignore")
+        found = pd.infer_freq(times[-50:])
+    return None if found is None else pd.tseries.frequencies.to_offset(found).freqstr

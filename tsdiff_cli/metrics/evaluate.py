@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tsdiff_cli import __version__
-from tsdiff_cli.data.arrays import Windows, gap_free
+from tsdiff_cli.data.arrays import WindowSet, gap_free
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.settings import EvalSettings
 
@@ -41,7 +41,7 @@ class Prepared:
     dropped_real: int
 
 
-def prepare(real: Windows, generated: Windows) -> Prepared:
+def prepare(real: WindowSet, generated: WindowSet) -> Prepared:
     """Check the two sets can be compared and bring them into the same [0, 1] space.
 
     Generated windows in original units (a table with column names) are scaled with the real

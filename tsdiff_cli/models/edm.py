@@ -104,22 +104,3 @@ def heun_sample(denoiser: Callable, noise: torch.Tensor, steps: int = 18, *, sig
         if callback is not None:
             callback(i + 1, steps)
     return x.float()
-
-
-class EMA:
-    """Exponential moving average of weights with a warm-up: decay_t = min(decay, (1 + t) / (warmup + t)),
-    so early averages forget the random initialisation quickly."""
-
-    def __init__(self, model: nn.Module, decay: float, warmup: int):
-        self.decay, self.warmup, self.updates = decay, warmup, 0
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (self.warmup + self.updates))
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.shadow[k].lerp_(v.detach(), 1 - d)
-            else:
-                self.shadow[k].copy_(v)

@@ -19,13 +19,15 @@ from torch import nn
 
 @dataclass
 class EmbDecoderConfig:
+    """Architecture only; values come from ``[impute]`` (tsdiff_cli/jobs/architectures.py)."""
+
     variables: int
     width: int  # E
     length: int  # L + P
-    kind: str = "shared"  # "shared" | "flat"
-    hidden: int = 256
-    layers: int = 2  # hidden layers
-    dropout: float = 0.0
+    kind: str  # "shared" | "flat"
+    hidden: int
+    layers: int  # hidden layers
+    dropout: float = 0.0  # not a setting
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -33,21 +33,23 @@ from torch import nn
 
 @dataclass
 class ForecastConfig:
+    """Architecture only; values come from ``[forecast]`` (tsdiff_cli/jobs/architectures.py)."""
+
     seq_len: int
     pred_len: int
     n_vars: int
-    d_model: int = 128
-    heads: int = 8
-    layers: int = 2
-    ff: int = 256
-    dropout: float = 0.1
-    cycle: int = 0  # learnt cycle length in rows (24 for hourly data); 0: none
-    head: Literal["flow", "vdiff"] = "flow"
-    head_dim: int = 64
-    head_heads: int = 4
-    head_layers: int = 2
-    patch: int = 16
-    residual: bool = True  # the head generates y − deterministic forecast
+    d_model: int
+    heads: int
+    layers: int
+    ff: int
+    dropout: float
+    cycle: int  # learnt cycle length in rows (24 for hourly data); 0: none
+    head: Literal["flow", "vdiff"]
+    head_dim: int
+    head_heads: int
+    head_layers: int
+    patch: int
+    residual: bool  # the head generates y − deterministic forecast
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

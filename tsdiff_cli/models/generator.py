@@ -28,7 +28,7 @@ class GeneratorConfig:
     embedding: int
     tst: TSTConfig
     unet: UNetConfig
-    project: bool = False  # denoiser output projected onto delay-consistent images
+    project: bool  # denoiser output projected onto delay-consistent images
 
     def to_json(self) -> str:
         return json.dumps({"seq_len": self.seq_len, "features": self.features, "delay": self.delay,
@@ -45,18 +45,6 @@ class GeneratorConfig:
 def image_multiple(channel_mult: list[int]) -> int:
     """The U-Net halves the image once per extra resolution level."""
     return 2 ** (len(channel_mult) - 1)
-
-
-def build_config(settings, seq_len: int, features: int) -> GeneratorConfig:
-    """Architecture from ``[tst]`` and ``[model]`` settings for windows of (seq_len, features)."""
-    m, t = settings.model, settings.tst
-    embed = DelayEmbedding(seq_len, m.delay, m.embedding, image_multiple(m.channel_mult))
-    tst = TSTConfig(features=features, seq_len=seq_len, d_model=t.d_model, heads=t.heads, layers=t.layers, ff=t.ff,
-                    dropout=t.dropout, norm=t.norm, positional=t.positional, decoder_hidden=t.decoder_hidden,
-                    mask_channel=t.mask_channel)
-    unet = UNetConfig(image_size=embed.side, in_channels=features, channels=m.channels, channel_mult=list(m.channel_mult),
-                      num_blocks=m.num_blocks, attn_resolutions=list(m.attn_resolutions), dropout=m.dropout)
-    return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet, m.project)
 
 
 class Generator(nn.Module):

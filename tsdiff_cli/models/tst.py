@@ -23,23 +23,25 @@ from tsdiff_cli.models.layers import Dropout
 
 @dataclass
 class TSTConfig:
+    """Architecture only; values come from ``[tst]`` (tsdiff_cli/jobs/architectures.py)."""
+
     features: int
     seq_len: int
-    d_model: int = 40
-    heads: int = 5
-    layers: int = 6
-    ff: int = 2048
-    dropout: float = 0.1
-    norm: str = "batch"  # "batch" | "layer"
-    positional: str = "learnable"  # "learnable" | "fixed"
-    decoder_hidden: int = 40
-    mask_channel: bool = False
+    d_model: int
+    heads: int
+    layers: int
+    ff: int
+    dropout: float
+    norm: str  # "batch" | "layer"
+    positional: str  # "learnable" | "fixed"
+    decoder_hidden: int
+    mask_channel: bool
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def fill_gaps(x: torch.Tensor) -> torch.Tensor:
+def fill_tst_inputs(x: torch.Tensor) -> torch.Tensor:
     """NaNs filled by the last observation, then by the next one, then zeros; (B, T, F), vectorised."""
     observed = ~torch.isnan(x)
     t = torch.arange(x.shape[1], device=x.device).view(1, -1, 1)
@@ -99,7 +101,7 @@ class TST(nn.Module):
     def forward(self, observed: torch.Tensor) -> torch.Tensor:
         """(B, T, F) with NaN where missing → a complete (B, T, F) reconstruction in (0, 1)."""
         mask = ~torch.isnan(observed)
-        x = fill_gaps(observed)
+        x = fill_tst_inputs(observed)
         if self.cfg.mask_channel:
             x = torch.cat([x, mask.to(x.dtype)], dim=-1)
         h = self.project(x) + self.position

@@ -10,7 +10,7 @@ preconditioning lives in :mod:`tsdiff_cli.models.edm`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,14 +21,16 @@ from tsdiff_cli.models.layers import Dropout
 
 @dataclass
 class UNetConfig:
+    """Architecture only; values come from ``[model]`` (tsdiff_cli/jobs/architectures.py)."""
+
     image_size: int
     in_channels: int
-    channels: int = 64
-    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
-    num_blocks: int = 2
-    attn_resolutions: list[int] = field(default_factory=lambda: [4, 2])
-    dropout: float = 0.1
-    heads_channels: int = 64  # channels per attention head
+    channels: int
+    channel_mult: list[int]
+    num_blocks: int
+    attn_resolutions: list[int]
+    dropout: float
+    heads_channels: int = 64  # channels per attention head (not a setting)
 
     def to_dict(self) -> dict:
         return asdict(self)

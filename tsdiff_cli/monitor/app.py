@@ -15,9 +15,11 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from tsdiff_cli.monitor.chart import Chart
-from tsdiff_cli.monitor.locate import is_run, list_runs, summarize
+from tsdiff_cli.monitor.locate import summarize
 from tsdiff_cli.monitor.model import RunState
 from tsdiff_cli.monitor.summary import STATE_STYLE, best_cell, duration, number, problems, progress_line, state_text
+from tsdiff_cli.runs import CONFIG_FILE, METRICS_FILE, is_run, list_runs
+
 
 class RunPicker(ModalScreen[Path | None]):
     """The runs beside the current one: state and best score; enter opens one."""
@@ -147,7 +149,7 @@ class MonitorApp(App):
 
     def on_mount(self) -> None:
         self.ui.table.add_columns("score", "latest", "best")
-        self.query_one("#config-box").border_title = "config.toml"
+        self.query_one("#config-box").border_title = CONFIG_FILE
         self.set_interval(self.interval, self.poll)
         self.poll()
 
@@ -200,7 +202,7 @@ class MonitorApp(App):
         if not run.tail.exists:
             parts.append((f"waiting for {run.tail.path} to appear", "yellow"))
         if run.loading:
-            parts.append((f"reading metrics.jsonl… {run.tail.offset / 1e6:.0f} MB", "yellow"))
+            parts.append((f"reading {METRICS_FILE}… {run.tail.offset / 1e6:.0f} MB", "yellow"))
         if self.follow:
             parts.append((f"following {self.target} to each newer run", "dim"))
         notice = Text("  ·  ").join(Text(text, style=style) for text, style in parts if text)
@@ -227,9 +229,9 @@ class MonitorApp(App):
     def _config_view(self):
         run = self.run_state
         if run.config_text is None:
-            return Text("no config.toml in this run", style="dim")
+            return Text(f"no {CONFIG_FILE} in this run", style="dim")
         if not run.config_text.strip():
-            return Text("config.toml is empty", style="dim")
+            return Text(f"{CONFIG_FILE} is empty", style="dim")
         if run.config_error:
             return Text(f"not valid TOML: {run.config_error}\n", style="yellow") + Text(run.config_text)
         return Syntax(run.config_text, "toml", background_color="default", word_wrap=True)

@@ -15,22 +15,9 @@ from pathlib import Path
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.monitor.model import NOT_SCORES, as_number, run_state
 from tsdiff_cli.monitor.series import Series, best_index, goal_for
+from tsdiff_cli.runs import MARKERS, is_run, latest_link, list_runs, metrics_path, read_status
 
-RUN_FILES = ("config.toml", "status.json", "metrics.jsonl")
 _FIX = "name a run directory, e.g. runs/latest or runs/<name> (start one with `tsdiff train CONFIG`)"
-
-
-def is_run(path: Path) -> bool:
-    return path.is_dir() and any((path / name).exists() for name in RUN_FILES)
-
-
-def list_runs(folder: Path) -> list[Path]:
-    """The run directories in ``folder``, oldest first (names start with their start time)."""
-    try:
-        entries = sorted(folder.iterdir(), key=lambda p: p.name)
-    except OSError:
-        return []
-    return [p for p in entries if not p.is_symlink() and is_run(p)]
 
 
 def resolve_run(path: Path) -> Path:
@@ -39,19 +26,19 @@ def resolve_run(path: Path) -> Path:
     if not path.exists():
         if path.is_symlink():
             raise UserError(path, f"points to {os.readlink(path)}, which does not exist", _FIX)
-        if path.name == "latest":
+        if path.name == latest_link(path.parent).name:
             raise UserError(path, "does not exist: no run has been started in this folder", _FIX)
         raise UserError(path, "no such run directory", _FIX)
     if not path.is_dir():
         raise UserError(path, "is a file, not a run directory", _FIX)
     if is_run(path):
         return path
-    if is_run(path / "latest"):
-        return path / "latest"
+    if is_run(latest_link(path)):
+        return latest_link(path)
     runs = list_runs(path)
     if runs:
         return runs[-1]
-    raise UserError(path, "is not a run directory (it has no config.toml, status.json or metrics.jsonl)", _FIX)
+    raise UserError(path, f"is not a run directory (it has no {', '.join(MARKERS[:-1])} or {MARKERS[-1]})", _FIX)
 
 @dataclass
 class RunSummary:
@@ -65,12 +52,8 @@ def summarize(path: Path, now: float | None = None) -> RunSummary:
     """State and headline best score of a run without ingesting its whole log: only the lines
     that mention "eval" are decoded."""
     now = time.time() if now is None else now
-    try:
-        status = json.loads((path / "status.json").read_text(encoding="utf-8"))
-        status = status if isinstance(status, dict) else {}
-    except (OSError, ValueError):
-        status = {}
-    metrics = path / "metrics.jsonl"
+    status = read_status(path) or {}
+    metrics = metrics_path(path)
     scores: dict[str, Series] = {}
     units: dict[str, str] = {}
     last_time = None

@@ -8,7 +8,6 @@ epoch), ``event`` rows carry a ``message``. Nothing here knows which command mad
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from tsdiff_cli.monitor.series import Goal, Series, best_index, goal_for
 from tsdiff_cli.monitor.tail import JsonlTail
+from tsdiff_cli.runs import config_path, metrics_path, read_config_text, read_status, status_path
 
 STALE_AFTER = 60.0  # seconds without a heartbeat (and no process) before "running" reads "stale"
 RATE_WINDOW = 60.0  # seconds of train rows that steps/s is measured over
@@ -82,7 +82,7 @@ def split_name(name: str) -> tuple[str | None, str | None]:
 
 
 @dataclass
-class Progress:
+class RunProgress:
     phase: str | None = None
     epoch: int | None = None  # 1-based epoch in progress (or the last one, when stopped)
     epochs: int | None = None  # epochs of this phase, when the run says
@@ -111,7 +111,7 @@ class RunState:
     def __init__(self, path: Path, clock=time.time):
         self.path = Path(path).resolve()  # a link such as runs/latest is followed by the caller
         self.clock = clock
-        self.tail = JsonlTail(self.path / "metrics.jsonl")
+        self.tail = JsonlTail(metrics_path(self.path))
         self.status: dict = {}
         self.config_text: str | None = None
         self.config: dict = {}
@@ -164,35 +164,33 @@ class RunState:
         """Lines are waiting to be read (a large file being opened)."""
         return self.tail.more
 
-    def _stamp(self, name: str) -> tuple | None:
+    @staticmethod
+    def _stamp(path: Path) -> tuple | None:
         try:
-            st = os.stat(self.path / name)
+            st = os.stat(path)
         except OSError:
             return None
         return st.st_mtime_ns, st.st_size, st.st_ino
 
     def _read_status(self) -> bool:
-        stamp = self._stamp("status.json")
+        stamp = self._stamp(status_path(self.path))
         if stamp == self._stamps.get("status"):
             return False
         self._stamps["status"] = stamp
-        try:
-            status = json.loads((self.path / "status.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        status = read_status(self.path)
+        if status is None:
             return False  # missing, or caught mid-write by a writer that is not atomic: next time
-        if isinstance(status, dict):
-            self.status = status
+        self.status = status
         return True
 
     def _read_config(self) -> bool:
-        stamp = self._stamp("config.toml")
+        stamp = self._stamp(config_path(self.path))
         if stamp == self._stamps.get("config"):
             return False
         self._stamps["config"] = stamp
-        try:
-            self.config_text = (self.path / "config.toml").read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            self.config_text, self.config = None, {}
+        self.config_text = read_config_text(self.path)
+        if self.config_text is None:
+            self.config = {}
             return True
         try:
             self.config, self.config_error = tomllib.loads(self.config_text), None
@@ -295,9 +293,9 @@ class RunState:
                 return self.status[key]
         return self.events[-1]["message"] if self.events else ""
 
-    def progress(self) -> Progress:
+    def progress(self) -> RunProgress:
         state = self.state()
-        p = Progress(phase=self.phase or self.status.get("phase"), step=self.step)
+        p = RunProgress(phase=self.phase or self.status.get("phase"), step=self.step)
         if p.step is None and type(self.status.get("step")) is int:
             p.step = self.status["step"]
         if self.last_train is not None and _int(self.last_train.get("epoch")) is not None:
@@ -346,7 +344,7 @@ class RunState:
                 return float(value)
         return None
 
-    def _etas(self, p: Progress, max_steps: float | None) -> list[tuple[float, str, float]]:
+    def _etas(self, p: RunProgress, max_steps: float | None) -> list[tuple[float, str, float]]:
         """(seconds left, what ends then, fraction done) for each limit the run has."""
         out = []
         if max_steps and p.rate and p.step is not None:

@@ -8,7 +8,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from tsdiff_cli.monitor.model import Progress, RunState, ScoreRow
+from tsdiff_cli.monitor.model import RunProgress, RunState, ScoreRow
+from tsdiff_cli.runs import METRICS_FILE, STATUS_FILE
 
 STATE_STYLE = {
     "running": "bold green", "finished": "bold blue", "failed": "bold red", "interrupted": "bold yellow",
@@ -44,13 +45,13 @@ def state_text(run: RunState) -> Text:
     if state == "stale":
         detail = "no heartbeat for over a minute and its process is gone"
     elif state == "starting":
-        detail = "waiting for the run to write status.json or metrics.jsonl"
+        detail = f"waiting for the run to write {STATUS_FILE} or {METRICS_FILE}"
     if detail:
         text.append(f" ({detail})", style="default")
     return text
 
 
-def progress_line(p: Progress) -> str:
+def progress_line(p: RunProgress) -> str:
     parts = [p.phase or "no phase yet"]
     if p.epoch is not None:
         parts.append(f"epoch {p.epoch}/{p.epochs}" if p.epochs else f"epoch {p.epoch}")
@@ -96,7 +97,7 @@ def problems(run: RunState) -> str | None:
         parts.append(f"{tail.bad_lines} line{'s' * (tail.bad_lines != 1)} not JSON objects (last: line {line}: {text})")
     if run.skipped:
         parts.append(f"{run.skipped} object{'s' * (run.skipped != 1)} without a kind or an integer step")
-    return "metrics.jsonl: " + "; ".join(parts)
+    return f"{METRICS_FILE}: " + "; ".join(parts)
 
 
 def summary(run: RunState) -> Group:
@@ -110,7 +111,7 @@ def summary(run: RunState) -> Group:
     if losses:
         lines.append(Text("losses:   " + "  ".join(f"{k} {number(v)}" for k, v in losses.items())))
     if not run.tail.exists:
-        lines.append(Text("metrics.jsonl does not exist yet", style="yellow"))
+        lines.append(Text(f"{METRICS_FILE} does not exist yet", style="yellow"))
     if run.scores:
         lines.append(Text(""))
         lines.append(scores_table(run))

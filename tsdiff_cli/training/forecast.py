@@ -1,412 +1,72 @@
-"""The core of ``tsdiff forecast``: train the forecaster on one series and judge it on the test
-split beside the baselines (:func:`train_forecaster`), or forecast from a trained run and the
-recent rows of a file (:func:`forecast_from_run`).
-
-Training: AdamW, linear warm-up then cosine decay over the configured epochs, gradient clipping,
-λ · MSE + (1 − λ) · generative loss. After every epoch the same objective is computed on the
-validation windows with fixed noise; the weights with the lowest one are written to
-model.safetensors (atomically), and training stops after ``patience`` epochs without a better one.
-
-Evaluation follows DESIGN "Forecast": every test window (stride 1, nothing dropped), z-space
-metrics, ProbTS scores on the original scale; the baselines are fitted on the training windows
-and their Gaussian spread comes from the validation residuals.
-"""
+"""The forecaster as a training task: AdamW, linear warm-up then cosine decay over the configured
+epochs, λ · MSE + (1 − λ) · generative loss. After every epoch the same objective on the
+validation windows (with fixed noise) is the validation; the trainer keeps the weights with the
+lowest one and stops after ``patience`` epochs without a better one."""
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
-from tsdiff_cli import __version__
-from tsdiff_cli.data.forecast import Series, Windows, infer_freq, read_series, split_borders
-from tsdiff_cli.errors import Interrupted, UserError
-from tsdiff_cli.metrics.forecast import forecast_scores, gaussian_scores
-from tsdiff_cli.models.forecast_baselines import Ridge, residual_spread, seasonal_naive
-from tsdiff_cli.models.forecaster import ForecastConfig, Forecaster
-from tsdiff_cli.runs import MODEL_FILE, Run
-from tsdiff_cli.settings import Settings, to_toml
+from tsdiff_cli.data.forecast import ForecastWindows
+from tsdiff_cli.models.forecaster import Forecaster
+from tsdiff_cli.settings import ForecastSettings
+from tsdiff_cli.training.loop import Phase, Position, StepOutput, Task, Watch
 
-Update = Callable[[str, int, int], None]  # (label, done, total)
-QUANTILE_COLUMNS = {"q05": 0.05, "q25": 0.25, "q75": 0.75, "q95": 0.95}
+VAL_BATCH = 512
 
 
-@dataclass
-class TrainResult:
-    run: Path
-    report: dict
-    epochs: int
-    minutes: float
-    reason: str
+class ForecastTask(Task):
+    diverged_fix = "lower [forecast] lr and start again"
 
+    def __init__(self, model: Forecaster, windows: dict[str, ForecastWindows], phase: torch.Tensor, p: ForecastSettings,
+                 device: torch.device, metadata: dict[str, str]):
+        self.module, self.windows, self.row_phase, self.p = model, windows, phase, p
+        self.device, self.metadata = device, metadata
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        total = math.ceil(len(windows["train"]) / p.batch_size) * p.epochs
 
-def model_config(s: Settings, n_vars: int) -> ForecastConfig:
-    p = s.forecast
-    return ForecastConfig(seq_len=p.seq_len, pred_len=p.pred_len, n_vars=n_vars, d_model=p.d_model, heads=p.heads,
-                          layers=p.layers, ff=p.ff, dropout=p.dropout, cycle=p.cycle, head=p.head, head_dim=p.head_dim,
-                          head_heads=p.head_heads, head_layers=p.head_layers, patch=p.patch, residual=p.residual)
+        def rate(step: int) -> float:  # linear warm-up, then cosine decay to 0 over all epochs
+            warm = min(1.0, (step + 1) / p.warmup_steps) if p.warmup_steps else 1.0
+            return warm * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
 
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, rate)
+        self.watch = Watch("val_loss", patience=p.patience)
 
-def row_phase(times: pd.DatetimeIndex | None, t0: pd.Timestamp | None, freq: pd.Timedelta | None, cycle: int,
-              rows: int) -> np.ndarray:
-    """Each row's position in the learnt cycle: whole ``freq`` steps since ``t0`` modulo ``cycle``
-    (zeros when there is no cycle)."""
-    if not cycle:
-        return np.zeros(rows, dtype=np.int64)
-    steps = np.round(((times - t0) / freq).to_numpy(dtype=np.float64)).astype(np.int64)
-    return steps % cycle
+    def signature(self) -> str:
+        return self.module.c.to_json()
 
+    def phases(self) -> list[Phase]:
+        return [Phase("forecast", self.p.epochs, len(self.windows["train"]), self.p.batch_size, self._step,
+                      validate=self._validate, log_every=50)]
 
-def _sample_all(model: Forecaster, windows: Windows, phase: torch.Tensor, samples: int, steps: int, solver: str,
-                per_batch: int, seed: int, update: Update, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """(samples (M, N, H, V), deterministic (N, H, V)) for every window, ``per_batch`` at a time."""
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    n = len(windows)
-    out = np.empty((samples, n, windows.pred_len, windows.series.shape[1]), dtype=np.float32)
-    det = np.empty((n, windows.pred_len, windows.series.shape[1]), dtype=np.float32)
-    for i in range(0, n, per_batch):
-        idx = torch.arange(i, min(i + per_batch, n))
-        x, _, start = windows.batch(idx)
-        draws, point = model.sample(x.to(device), samples, steps, phase[start].to(device), generator=gen, solver=solver)
-        out[:, i:i + len(idx)] = draws.float().cpu().numpy()
-        det[i:i + len(idx)] = point.float().cpu().numpy()
-        update(label, min(i + per_batch, n), n)
-    return out, det
+    def _losses(self, windows: ForecastWindows, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y, start = windows.batch(idx)
+        d = self.device
+        return self.module.losses(x.to(d), y.to(d), self.row_phase[start].to(d))
 
+    def _step(self, idx: torch.Tensor) -> StepOutput:
+        lam = self.p.mse_weight
+        mse, gen = self._losses(self.windows["train"], idx)
+        loss = lam * mse + (1 - lam) * gen
+        return loss, {"loss": loss, "mse": mse, "gen_loss": gen, "lr": self.scheduler.get_last_lr()[0]}
 
-def _all(windows: Windows) -> tuple[np.ndarray, np.ndarray]:
-    x, y, _ = windows.batch(torch.arange(len(windows)))
-    return x.numpy(), y.numpy()
+    def _validate(self, check: Callable[[], None]) -> dict:
+        """The training objective on every validation window, with noise fixed by the seed."""
+        windows, lam = self.windows["val"], self.p.mse_weight
+        mse = gen = 0.0
+        torch.manual_seed(self.p.seed)  # the trainer restores the training's random state afterwards
+        with torch.inference_mode():
+            for i in range(0, len(windows), VAL_BATCH):
+                idx = torch.arange(i, min(i + VAL_BATCH, len(windows)))
+                a, b = self._losses(windows, idx)
+                mse += a.item() * len(idx)
+                gen += b.item() * len(idx)
+                check()
+        mse, gen = mse / len(windows), gen / len(windows)
+        return {"profile": "validation", "val_loss": lam * mse + (1 - lam) * gen, "val_mse": mse, "val_gen_loss": gen}
 
-
-def _val_objective(model: Forecaster, windows: Windows, phase: torch.Tensor, lam: float, device, seed: int) -> tuple[float, float]:
-    """Mean deterministic MSE and generative loss over the validation windows, with fixed noise."""
-    model.eval()
-    mse = gen = 0.0
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
-        torch.manual_seed(seed)
-        for i in range(0, len(windows), 512):
-            idx = torch.arange(i, min(i + 512, len(windows)))
-            x, y, start = windows.batch(idx)
-            a, b = model.losses(x.to(device), y.to(device), phase[start].to(device))
-            mse += a.item() * len(idx)
-            gen += b.item() * len(idx)
-    model.train()
-    return mse / len(windows), gen / len(windows)
-
-
-def _metadata(cfg: ForecastConfig, series: Series, mean: np.ndarray, std: np.ndarray, freq, t0) -> dict[str, str]:
-    return {"format": "tsdiff-forecaster", "config": cfg.to_json(), "columns": json.dumps(series.columns),
-            "time_column": json.dumps(series.time_column), "mean": json.dumps(mean.tolist()), "std": json.dumps(std.tolist()),
-            "freq_ns": json.dumps(None if freq is None else int(freq / pd.Timedelta(1, "ns"))),
-            "t0": json.dumps(None if t0 is None else t0.isoformat()), "tsdiff_version": __version__,
-            "freq_alias": json.dumps(_calendar_freq(series.times))}
-
-
-def _calendar_freq(times: pd.DatetimeIndex | None) -> str | None:
-    """The pandas offset alias of the dates' rhythm ("h", "ME", "B", …) when pandas can name it,
-    so that future dates follow the calendar (month ends, business days), not a fixed span."""
-    if times is None or len(times) < 3:
-        return None
-    import warnings
-
-    with warnings.catch_warnings():  # pandas 3.1 announces infer_freq returning offsets; either is read below
-        warnings.simplefilter("ignore")
-        found = pd.infer_freq(times[-50:])
-    return None if found is None else pd.tseries.frequencies.to_offset(found).freqstr
-
-
-def train_forecaster(s: Settings, config_name: str, update: Update | None = None,
-                     on_run: Callable[[Run], None] | None = None) -> TrainResult:
-    from tsdiff_cli.runs import save_model
-    from tsdiff_cli.training.train import resolve_device
-
-    update = update or (lambda label, done, total: None)
-    p = s.forecast
-    series = read_series(p.data, p.columns, p.time_column)
-    rows, n_vars = series.values.shape
-    borders = split_borders(series.path.stem if p.split == "auto" else series.path.name, rows, p.seq_len, p.pred_len, p.split)
-    if p.cycle and series.times is None:
-        raise UserError(series.path, f"has no date column, which [forecast] cycle = {p.cycle} needs to place rows in the cycle",
-                        "name it with [forecast] time_column, or set [forecast] cycle = 0")
-    train_rows = slice(*borders["train"])
-    mean, std = series.values[train_rows].mean(0), series.values[train_rows].std(0)
-    std = np.where(std > 0, std, 1.0)
-    z = torch.tensor((series.values - mean) / std, dtype=torch.float32)
-    freq = infer_freq(series.times) if series.times is not None else None
-    t0 = series.times[0] if series.times is not None else None
-    phase = torch.from_numpy(row_phase(series.times, t0, freq, p.cycle, rows))
-    wins = {flag: Windows(z, b1, b2, p.seq_len, p.pred_len) for flag, (b1, b2) in borders.items()}
-
-    torch.manual_seed(p.seed)
-    device = resolve_device(p.device)
-    cfg = model_config(s, n_vars)
-    model = Forecaster(cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    per_epoch = math.ceil(len(wins["train"]) / p.batch_size)
-    total = per_epoch * p.epochs
-
-    def rate(step: int) -> float:  # linear warm-up, then cosine decay to 0 over all epochs
-        warm = min(1.0, (step + 1) / p.warmup_steps) if p.warmup_steps else 1.0
-        return warm * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, rate)
-    run = Run.create(p.runs_dir, "forecast", config_name, to_toml(s))
-    if on_run is not None:
-        on_run(run)
-    meta = _metadata(cfg, series, mean, std, freq, t0)
-    run.set_status(state="running", phase="forecast", step=0, epoch=0, epochs=p.epochs, total_steps=total)
-    if series.filled:
-        run.note(f"{series.filled} missing cells filled (last value carried forward, then first carried back)")
-    lam, start, step, best, since, epoch, reason = p.mse_weight, time.monotonic(), 0, math.inf, 0, 0, "finished"
-    gen = torch.Generator().manual_seed(p.seed)
-    try:
-        for epoch in range(p.epochs):
-            perm = torch.randperm(len(wins["train"]), generator=gen)
-            model.train()
-            for k in range(per_epoch):
-                x, y, st = wins["train"].batch(perm[k * p.batch_size:(k + 1) * p.batch_size])
-                mse, gl = model.losses(x.to(device), y.to(device), phase[st].to(device))
-                loss = lam * mse + (1 - lam) * gl
-                if not torch.isfinite(loss):
-                    raise UserError(run.path, f"the training loss became {loss.item()} at step {step}",
-                                    "lower [forecast] lr" + ("; model.safetensors keeps the best epoch so far" if best < math.inf else ""))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-                opt.step()
-                sched.step()
-                step += 1
-                if step % 50 == 0 or k == per_epoch - 1:
-                    run.log("train", "forecast", step, epoch, loss=loss.item(), mse=mse.item(), gen_loss=gl.item(),
-                            lr=sched.get_last_lr()[0])
-                update(f"epoch {epoch + 1}/{p.epochs}", k + 1, per_epoch)
-                if p.max_minutes and time.monotonic() - start > 60 * p.max_minutes:
-                    reason = f"stopped at max_minutes {p.max_minutes:g}"
-                    break
-            v_mse, v_gen = _val_objective(model, wins["val"], phase, lam, device, p.seed)
-            score = lam * v_mse + (1 - lam) * v_gen
-            if not math.isfinite(score):
-                raise UserError(run.path, f"the validation loss became {score} after epoch {epoch + 1}",
-                                "lower [forecast] lr" + ("; model.safetensors keeps the best epoch so far" if best < math.inf else ""))
-            improved = score < best
-            run.log("eval", "forecast", step, epoch, profile="validation", val_loss=score, val_mse=v_mse, val_gen_loss=v_gen,
-                    best=improved, minutes=round((time.monotonic() - start) / 60, 2))
-            if improved:
-                best, since = score, 0
-                save_model(run.path / MODEL_FILE, model.state_dict(), meta)
-            else:
-                since += 1
-            run.set_status(state="running", step=step, epoch=epoch + 1, best_val_loss=best)
-            if reason != "finished":
-                break
-            if since >= p.patience:
-                reason = f"early-stopped after {p.patience} epochs without a better validation loss"
-                break
-        minutes = (time.monotonic() - start) / 60
-        run.note(f"training {reason} after {epoch + 1} epochs, {step} steps, {minutes:.1f} min")
-        model.load_state_dict(load_forecaster(run.path)[0].state_dict())
-        report = evaluate_forecaster(model, s, wins, phase, mean, std, update)
-        report.update({"training": {"epochs": epoch + 1, "steps": step, "minutes": round(minutes, 2), "reason": reason,
-                                    "best_val_loss": best}})
-        from tsdiff_cli.atomic import write_text
-
-        write_text(run.path / "report.json", json.dumps(report, indent=1) + "\n")
-        run.log("eval", "forecast", step, epoch, profile="test", **{k: v for k, v in report["model"].items()})
-        run.set_status(state="finished", step=step, epoch=epoch + 1)
-        run.close()
-        return TrainResult(run.path, report, epoch + 1, minutes, reason)
-    except KeyboardInterrupt:
-        run.set_status(state="interrupted", step=step, epoch=epoch)
-        run.close()
-        kept = "model.safetensors keeps the best weights so far" if (run.path / MODEL_FILE).exists() else "no epoch finished"
-        raise Interrupted(f"training stopped at step {step}; {kept} ({run.path})") from None
-    except BaseException as exc:
-        run.set_status(state="failed", error=str(exc))
-        run.close()
-        raise
-
-
-def evaluate_forecaster(model: Forecaster, s: Settings, wins: dict[str, Windows], phase: torch.Tensor, mean: np.ndarray,
-                        std: np.ndarray, update: Update) -> dict:
-    """The test metrics of the model (samples), its deterministic head and the baselines."""
-    p = s.forecast
-    model.eval()
-    t = time.monotonic()
-    draws, det = _sample_all(model, wins["test"], phase, p.samples, p.steps, p.solver, p.sample_windows, p.seed, update,
-                             "test forecasts")
-    seconds = time.monotonic() - t
-    x_te, y_te = _all(wins["test"])
-    x_tr, y_tr = _all(wins["train"])
-    x_va, y_va = _all(wins["val"])
-    report = {"protocol": {"windows": len(wins["test"]), "seq_len": p.seq_len, "pred_len": p.pred_len,
-                           "samples": p.samples, "steps": p.steps, "solver": p.solver, "space": "z (train StandardScaler)",
-                           "sampling_seconds": round(seconds, 1)},
-              "model": forecast_scores(draws, y_te, scale=(mean, std))}
-    det_val = _deterministic(model, wins["val"], phase)
-    ridge = Ridge().fit(x_tr, y_tr)
-    points = {"deterministic head": (det, det_val), "linear ridge": (ridge.predict(x_te), ridge.predict(x_va)),
-              "seasonal naive": (seasonal_naive(x_te, p.pred_len), seasonal_naive(x_va, p.pred_len))}
-    report["baselines"] = {name: gaussian_scores(test, residual_spread(val, y_va), y_te, mean, std)
-                           for name, (test, val) in points.items()}
-    return report
-
-
-def _deterministic(model: Forecaster, windows: Windows, phase: torch.Tensor) -> np.ndarray:
-    device = next(model.parameters()).device
-    outs = []
-    for i in range(0, len(windows), 1024):
-        x, _, st = windows.batch(torch.arange(i, min(i + 1024, len(windows))))
-        outs.append(model.deterministic(x.to(device), phase[st].to(device)).float().cpu().numpy())
-    return np.concatenate(outs)
-
-
-METRIC_LABELS = (("mse_median", "MSE med"), ("mae_median", "MAE med"), ("mse_mean", "MSE mean"), ("crps", "CRPS"),
-                 ("crps_probts", "CRPS ProbTS"), ("nmae_probts", "NMAE"), ("coverage50", "cov 50%"), ("coverage90", "cov 90%"))
-
-
-def format_report(report: dict) -> str:
-    """The model and the baselines side by side, one row each."""
-    rows = [("tsdiff forecaster", report["model"])] + [(f"{k} + Gaussian", v) for k, v in report["baselines"].items()]
-    width = max(len(name) for name, _ in rows)
-    head = " " * width + "  " + "  ".join(f"{label:>11}" for _, label in METRIC_LABELS)
-    lines = [head] + [f"{name:<{width}}  " + "  ".join(f"{vals[key]:>11.4f}" for key, _ in METRIC_LABELS) for name, vals in rows]
-    pr = report["protocol"]
-    lines.append(f"ETTh1-style protocol: {pr['windows']} test windows, {pr['seq_len']}→{pr['pred_len']}, {pr['samples']} samples, "
-                 f"{pr['steps']} {pr['solver']} steps ({pr['sampling_seconds']} s); errors and CRPS in z-space, "
-                 "CRPS ProbTS / NMAE on the original scale ÷ Σ|y|")
-    return "\n".join(lines)
-
-
-# --- forecasting from a trained run ----------------------------------------------------------
-
-def load_forecaster(run: Path, device: str | torch.device = "cpu") -> tuple[Forecaster, dict]:
-    """The model of a forecast run and its metadata (columns, scaler, dates)."""
-    from tsdiff_cli.runs import load_model
-
-    run = Path(run)
-    if not run.is_dir():
-        raise UserError(run, "no such run directory", "name a folder made by `tsdiff forecast CONFIG` (or runs/latest)")
-    path = run / MODEL_FILE
-    tensors, meta = load_model(path, "forecaster", "tsdiff forecast CONFIG")
-    try:
-        model = Forecaster(ForecastConfig.from_json(meta["config"]))
-        model.load_state_dict(tensors)
-        freq_ns, t0 = json.loads(meta["freq_ns"]), json.loads(meta["t0"])
-        info = {"columns": json.loads(meta["columns"]), "time_column": json.loads(meta["time_column"]),
-                "mean": np.array(json.loads(meta["mean"])), "std": np.array(json.loads(meta["std"])),
-                "freq": None if freq_ns is None else pd.Timedelta(freq_ns, unit="ns"),
-                "freq_alias": json.loads(meta.get("freq_alias", "null")),
-                "t0": None if t0 is None else pd.Timestamp(t0)}
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise UserError(path, f"does not hold a forecaster this tsdiff can read ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:120]})", "train again with this version") from None
-    return model.to(device).eval(), info
-
-
-def _check_rhythm(where: Path, times: pd.DatetimeIndex, info: dict) -> None:
-    """The lookback's dates must follow the training data's rhythm with no row missing: the model
-    reads rows, not times, and places them in its cycle by date."""
-    alias = info.get("freq_alias")
-    expected = pd.date_range(times[0], periods=len(times), freq=alias or info["freq"])
-    if (times.tz is None) != (expected.tz is None) or not (times == expected).all():
-        k = int(np.flatnonzero(times != expected)[0]) if len(times) == len(expected) else 0
-        rhythm = alias or str(info["freq"])
-        raise UserError(where, f"the last {len(times)} rows are not one every {rhythm} as in the training data "
-                        f"(row {k + 1} of them is {times[k]}, expected {expected[k]})",
-                        "give consecutive rows at the training frequency (fill missing rows with empty values)")
-
-
-@dataclass
-class ForecastOutput:
-    output: Path
-    all_samples: Path | None
-    filled: int
-    start: object  # the first forecast date (or row number)
-
-
-def forecast_from_run(run: Path, input: Path, output: Path, samples: int, steps: int, seed: int, solver: str = "euler",
-                      all_samples: Path | None = None, device: str = "auto") -> ForecastOutput:
-    """Forecast ``pred_len`` rows after the last row of ``input`` with the model of ``run``."""
-    from tsdiff_cli.atomic import atomic_output, ensure_writable
-    from tsdiff_cli.training.train import resolve_device
-
-    if samples < 1:
-        raise UserError("--samples", f"must be at least 1 (got {samples})", "give --samples 100 for quantiles")
-    if steps < 1:
-        raise UserError("--steps", f"must be at least 1 (got {steps})", "give --steps 5")
-    output = Path(output)
-    if output.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise UserError(output, "unknown output type", "use .csv or .parquet")
-    if all_samples is not None and Path(all_samples).suffix.lower() not in (".h5", ".hdf5"):
-        raise UserError(all_samples, "--all-samples writes HDF5", "name a .h5 file")
-    ensure_writable(output, "output")
-    if all_samples is not None:
-        ensure_writable(Path(all_samples), "--all-samples")
-    model, info = load_forecaster(run, resolve_device(device))
-    cfg = model.c
-    columns, time_column = info["columns"], info["time_column"]
-    from tsdiff_cli.data.sources import read_frame
-
-    frame = read_frame(Path(input))
-    header = list(frame.columns)
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise UserError(input, f"columns differ from the training run's (lacks {', '.join(map(repr, missing))})",
-                        f"give the columns {', '.join(columns)}" + (f" and the date column '{time_column}'" if time_column else ""))
-    if time_column is not None and time_column not in header:
-        raise UserError(input, f"has no date column '{time_column}', which the model was trained with",
-                        "keep the date column of the training data")
-    series = read_series(input, columns, time_column, where="the input's", frame=frame)
-    if len(series.values) < cfg.seq_len:
-        raise UserError(input, f"has {len(series.values)} rows; the model reads the last seq_len = {cfg.seq_len}",
-                        f"give at least {cfg.seq_len} rows")
-    values = series.values[-cfg.seq_len:]
-    lookback_missing = int(series.missing[-cfg.seq_len:].sum())
-    x = torch.tensor((values - info["mean"]) / info["std"], dtype=torch.float32)[None]
-    times = series.times[-cfg.seq_len:] if series.times is not None else None
-    freq = info["freq"] or (infer_freq(series.times) if series.times is not None else None)
-    if times is not None and info["freq"] is not None:
-        _check_rhythm(input, times, info)
-    phase = torch.from_numpy(row_phase(times, info["t0"], freq, cfg.cycle, cfg.seq_len)[:1])
-    device_ = next(model.parameters()).device
-    gen = torch.Generator(device=device_).manual_seed(seed)
-    draws, _ = model.sample(x.to(device_), samples, steps, phase.to(device_), generator=gen, solver=solver)
-    draws = draws[:, 0].float().cpu().numpy() * info["std"] + info["mean"]  # (K, H, V), original units
-    if times is not None:
-        step = pd.tseries.frequencies.to_offset(info["freq_alias"]) if info.get("freq_alias") else freq
-        future = pd.date_range(times[-1] + step, periods=cfg.pred_len, freq=step)
-        index = {time_column or series.time_column: future.strftime("%Y-%m-%d %H:%M:%S") if (future.second == 0).all() else future.astype(str)}
-        start = future[0]
-    else:
-        index = {"step": np.arange(1, cfg.pred_len + 1)}
-        start = 1
-    table = dict(index)
-    stats = {"mean": draws.mean(0), "median": np.median(draws, axis=0)}
-    stats.update({name: np.quantile(draws, q, axis=0) for name, q in QUANTILE_COLUMNS.items()})
-    for j, name in enumerate(columns):
-        for key, arr in stats.items():
-            table[f"{name}_{key}"] = arr[:, j]
-    frame = pd.DataFrame(table)
-    if all_samples is not None:  # first, so that a failure here leaves no forecast file either
-        import h5py
-
-        with atomic_output(Path(all_samples)) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("samples", data=draws.astype(np.float32))
-            f.attrs["columns"] = json.dumps(columns)
-            f.attrs["dates"] = json.dumps([str(v) for v in next(iter(index.values()))])
-            f.attrs["layout"] = "(sample, future row, column), original units"
-    with atomic_output(output) as tmp:
-        if output.suffix.lower() == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-    return ForecastOutput(output, None if all_samples is None else Path(all_samples), lookback_missing, start)
+    def export(self, pos: Position) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        return dict(self.module.state_dict()), self.metadata

@@ -1,6 +1,6 @@
-"""The core of ``tsdiff impute``: fill a table's gaps from TimeKD embeddings (a denoising decoder
-trained here) or from a generator run (TST completion or diffusion inpainting), or judge either
-by hiding observed values (``holdout``).
+"""Impute: fill a table's gaps from TimeKD embeddings (a denoising decoder trained here, on the
+shared training loop) or from a generator run (TST completion or diffusion inpainting), or judge
+either by hiding observed values (``holdout``); and score a filling made elsewhere.
 
 Observed values are always written back exactly as read; only missing cells change.
 """
@@ -8,8 +8,6 @@ Observed values are always written back exactly as read; only missing cells chan
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,13 +16,12 @@ import torch
 
 from tsdiff_cli import __version__
 from tsdiff_cli.data.gappy import GappyTable, read_gappy, write_filled
-from tsdiff_cli.errors import Interrupted, UserError
+from tsdiff_cli.errors import UserError
+from tsdiff_cli.jobs import Update, no_update
 from tsdiff_cli.metrics.imputation import hide, score_filling
+from tsdiff_cli.runs import Run
 from tsdiff_cli.settings import Settings, to_toml
-
-Update = Callable[[str, int, int], None]  # (label, done, total)
-
-DECODER_FILE = "model.safetensors"
+from tsdiff_cli.training.loop import OnStep
 
 
 @dataclass
@@ -67,21 +64,6 @@ def _check_request(s: Settings) -> None:
         raise UserError("--samples", "applies to --model (diffusion inpainting), not to --emb-dir", "drop --samples")
 
 
-@contextmanager
-def _guard(run):
-    """A run that ends early says so in status.json: interrupted (Ctrl-C, exit 130) or failed."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        run.set_status(state="interrupted")
-        run.close()
-        raise Interrupted(f"no output written; the run folder {run.path} keeps what was logged") from None
-    except BaseException as exc:
-        run.set_status(state="failed", error=str(exc))
-        run.close()
-        raise
-
-
 def _check_source(p) -> None:
     """A missing embedding folder or run is an error even when the input has no gap to fill."""
     if p.emb_dir is not None:
@@ -89,20 +71,18 @@ def _check_source(p) -> None:
 
         locate(p.emb_dir, p.pred_len, p.flag)
         return
-    from tsdiff_cli.runs import MODEL_FILE
+    from tsdiff_cli.jobs.generate import GENERATOR_COMMAND
+    from tsdiff_cli.runs import run_model
 
-    run = Path(p.model)
-    if not run.is_dir():
-        raise UserError(run, "no such run directory", "name a folder under runs/ (or runs/latest)")
-    if not (run / MODEL_FILE).is_file():
-        raise UserError(run, f"has no generator ({MODEL_FILE})", "train one with `tsdiff train CONFIG`")
+    run_model(Path(p.model), "generator", GENERATOR_COMMAND, tensors=False)
 
 
-def impute(s: Settings, config_name: str, update: Update | None = None) -> ImputeResult:
-    """Run ``tsdiff impute`` as configured by ``s.impute``; see the module docstring."""
+def impute(s: Settings, config_name: str, update: Update = no_update, on_step: OnStep | None = None,
+           resume: Path | None = None) -> ImputeResult:
+    """Run ``tsdiff impute`` as configured by ``s.impute``; see the module docstring. ``resume``
+    continues the decoder training of an embeddings run (``s``: that run's settings)."""
     from tsdiff_cli.atomic import ensure_writable
 
-    update = update or (lambda label, done, total: None)
     _check_request(s)
     p = s.impute
     if p.output is not None:
@@ -121,22 +101,24 @@ def impute(s: Settings, config_name: str, update: Update | None = None) -> Imput
         else:
             write_filled(p.output, table, table.values)
         return ImputeResult(p.output, None, 0, 0, None, [f"{table.path} has no missing values; written unchanged to {p.output}"])
-    try:
-        if p.emb_dir is not None:
-            return _from_embeddings(s, table, config_name, update)
-        return _from_generator(s, table, update)
-    except KeyboardInterrupt:
-        raise Interrupted("no output written") from None
+    if resume is not None and p.emb_dir is None:
+        raise UserError(resume, "is not a run that trains (only --emb-dir runs train a decoder)", "drop --resume")
+    if p.emb_dir is not None:
+        return _from_embeddings(s, table, config_name, update, on_step, resume)
+    return _from_generator(s, table, update)
 
 
 # --- from TimeKD embeddings -----------------------------------------------------------------
 
-def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: Update) -> ImputeResult:
+def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: Update, on_step: OnStep | None,
+                     resume: Path | None) -> ImputeResult:
     from tsdiff_cli.data.timekd import check_count, locate, read_embeddings, scheme_for, tslib_borders
-    from tsdiff_cli.models.emb_decoder import EmbDecoder, EmbDecoderConfig
+    from tsdiff_cli.jobs.architectures import emb_decoder_config
+    from tsdiff_cli.models.emb_decoder import EmbDecoder
     from tsdiff_cli.models.inpaint import overlap_mean
-    from tsdiff_cli.runs import Run, save_model
-    from tsdiff_cli.training.emb_decoder import decode, fit_decoder
+    from tsdiff_cli.runs import cache_dir, run_model
+    from tsdiff_cli.training.emb_decoder import EmbDecoderTask, decode
+    from tsdiff_cli.training.loop import Budget, Trainer
 
     p = s.impute
     layout = locate(p.emb_dir, p.pred_len, p.flag)
@@ -145,7 +127,7 @@ def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: U
     if scheme == "custom" and p.target in order:  # TSLib's Dataset_Custom puts the target last
         order = [c for c in order if c != p.target] + [p.target]
     perm = [table.columns.index(c) for c in order]
-    embeddings, cached = read_embeddings(layout, Path(p.runs_dir) / "cache",
+    embeddings, cached = read_embeddings(layout, cache_dir(p.runs_dir),
                                          lambda done, total: update("reading embeddings", done, total))
     windows, variables, width = embeddings.shape
     if variables != len(order):
@@ -161,45 +143,42 @@ def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: U
     segment = gappy[b1:b2]
     targets = np.lib.stride_tricks.sliding_window_view(segment, length, axis=0).transpose(0, 2, 1)  # (W, L+P, F)
 
-    if windows - max(1, int(round(windows * p.val_fraction))) < 1:
+    n_val = max(1, int(round(windows * p.val_fraction)))
+    if windows - n_val < 1:
         raise UserError(layout.leaf, f"holds {windows} window(s), too few to keep some for early stopping",
                         "use a longer split, or lower [impute] val_fraction")
 
-    run = Run.create(p.runs_dir, "impute", config_name, to_toml(s), latest=False)
-    with _guard(run):
-        run.note(f"tsdiff {__version__} impute from {layout.leaf} ({windows} windows, {'cache' if cached else 'files'})")
-        run.set_status(state="running", command="impute", phase="impute", step=0)
-        cfg = EmbDecoderConfig(variables, width, length, p.decoder, p.hidden, p.layers)
-        torch.manual_seed(p.seed)
-        model = EmbDecoder(cfg)
-
-        def on_epoch(epoch: int, loss: float, val: float) -> None:
-            run.log("train", "impute", epoch, epoch, loss=loss, val_loss=val)
-            run.set_status(step=epoch, epoch=epoch)
-            update("training decoder", epoch, p.epochs)
-
-        emb_t = torch.from_numpy(embeddings)
-        fit = fit_decoder(model, emb_t, torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)), noise=p.noise,
-                          epochs=p.epochs, patience=p.patience, lr=p.lr, batch_size=p.batch_size,
-                          val_fraction=p.val_fraction, seed=p.seed, on_epoch=on_epoch)
-        update("training decoder", p.epochs, p.epochs)
+    cfg = emb_decoder_config(p, variables, width, length)
+    meta = {"format": "tsdiff-emb-decoder", "config": cfg.to_json(), "columns": json.dumps(order),
+            "z_mean": json.dumps(mean.tolist()), "z_std": json.dumps(std.tolist()), "borders": scheme,
+            "layout": json.dumps({"leaf": str(layout.leaf), "name": layout.name, "pred_len": layout.pred_len,
+                                  "flag": layout.flag, "seq_len": p.seq_len, "border1": b1, "border2": b2}),
+            "tsdiff_version": __version__}
+    torch.manual_seed(p.seed)
+    model = EmbDecoder(cfg)
+    emb_t = torch.from_numpy(embeddings)
+    task = EmbDecoderTask(model, emb_t, torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)), n_val,
+                          noise=p.noise, epochs=p.epochs, patience=p.patience, lr=p.lr, batch_size=p.batch_size,
+                          seed=p.seed, metadata=meta)
+    run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, "impute", config_name, to_toml(s), latest=False)
+    with run.lifecycle("impute", resume_hint=f"tsdiff impute --resume {run.path}"):
+        run.note(f"tsdiff {__version__} impute from {layout.leaf} ({windows} windows, {'cache' if cached else 'files'})"
+                 + (": resumed" if resume is not None else ""))
+        trainer = Trainer(task, run, seed=p.seed, grad_clip=1.0, budget=Budget(p.max_steps, p.max_minutes),
+                          on_step=on_step)
+        if resume is not None:
+            trainer.restore()
+        fit = trainer.fit()
+        model.load_state_dict(run_model(run.path, "emb-decoder", "tsdiff impute --emb-dir DIR")[0])  # the best epoch
         preds = decode(model, emb_t)
         mean_z, _ = overlap_mean(preds.double().unsqueeze(0), torch.arange(windows), b2 - b1)
         filled = gappy.copy()
         filled[b1:b2] = np.where(np.isnan(segment), mean_z[0].numpy(), segment)
-
-        meta = {"format": "tsdiff-emb-decoder", "config": cfg.to_json(), "columns": json.dumps(order),
-                "z_mean": json.dumps(mean.tolist()), "z_std": json.dumps(std.tolist()), "borders": scheme,
-                "layout": json.dumps({"leaf": str(layout.leaf), "name": layout.name, "pred_len": layout.pred_len,
-                                      "flag": layout.flag, "seq_len": p.seq_len, "border1": b1, "border2": b2}),
-                "tsdiff_version": __version__}
-        save_model(run.path / DECODER_FILE, model.state_dict(), meta)
-        run.log("event", "impute", fit.epochs, fit.epochs,
-                message=f"decoder stopped ({fit.stopped}) after {fit.epochs} epochs; best validation MSE {fit.best_val:.4f} at epoch {fit.best_epoch}")
         hint = "; set --seq-len if the store script's input_len was not 96" if p.seq_len == 96 else ""
         notes = [f"{layout.flag} embeddings: window i covers rows {b1} + i … {b1} + i + {length - 1} "
                  f"({scheme} borders, L = {p.seq_len}, P = {layout.pred_len}{hint})",
-                 f"decoder ({p.decoder}) trained {fit.epochs} epochs, best validation MSE {fit.best_val:.4f} (z-space, observed values)"]
+                 f"decoder ({p.decoder}) trained {fit.epochs} epochs ({fit.reason})"
+                 + (f", best validation MSE {fit.best:.4f} (z-space, observed values)" if fit.best is not None else "")]
         outside = int(np.isnan(gappy).sum() - np.isnan(gappy[b1:b2]).sum())
         if outside:
             notes.append(f"{outside} missing values lie outside rows {b1}–{b2 - 1}, which the {layout.flag} embeddings "
@@ -213,12 +192,13 @@ def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: U
 
 def _from_generator(s: Settings, table: GappyTable, update: Update) -> ImputeResult:
     from tsdiff_cli.data.scaling import Scaler
+    from tsdiff_cli.jobs.generate import load_generator
     from tsdiff_cli.models.inpaint import inpaint, tst_fill
-    from tsdiff_cli.training.train import load_run_generator, resolve_device
+    from tsdiff_cli.training.device import resolve_device
 
     p = s.impute
     device = resolve_device(p.device)
-    model, meta = load_run_generator(Path(p.model).resolve(), device)
+    model, meta = load_generator(Path(p.model).resolve(), device)
     wanted = json.loads(meta["columns"])
     absent = [c for c in wanted if c not in table.columns]
     extra = [c for c in table.columns if c not in wanted]
@@ -266,10 +246,8 @@ def _hide_in(truth: np.ndarray, rate: float, seed: int, rows: slice) -> tuple[np
 
 def _finish(s: Settings, table: GappyTable, perm: list[int], run, truth, gappy, hidden, filled, draws, std, mean,
             notes: list[str], rows: slice, caveat: str | None = None) -> ImputeResult:
-    """Write the filled file (or the holdout report) and close the run."""
-    from tsdiff_cli.atomic import write_text
-    from tsdiff_cli.runs import Run
-
+    """Write the filled file, or the holdout report into ``run`` (a new one when the method
+    trained none)."""
     p = s.impute
     inverse = np.argsort(perm)
     original = filled * std + mean
@@ -284,11 +262,15 @@ def _finish(s: Settings, table: GappyTable, perm: list[int], run, truth, gappy, 
         if caveat:
             report["note"] = caveat
             notes.append(f"note: {caveat}")
+        scores = {**report["method"], **{f"{b}_{k}": v for b, m in report["baselines"].items() for k, v in m.items()}}
         if run is None:
             run = Run.create(p.runs_dir, "impute", Path(str(p.model)).resolve().name, to_toml(s), latest=False)
-        run.log("eval", "impute", 0, 0, **{f"{k}": v for k, v in report["method"].items()},
-                **{f"{b}_{k}": v for b, m in report["baselines"].items() for k, v in m.items()})
-        write_text(run.path / "report.json", json.dumps(report, indent=2) + "\n")
+            with run.lifecycle("impute"):
+                run.log("eval", "impute", 0, 0, **scores)
+                run.write_report(report)
+        else:  # inside the training run's lifecycle
+            run.log("eval", "impute", run.status.get("step", 0), run.status.get("epoch", 0), **scores)
+            run.write_report(report)
         output = None
     else:
         bands = None
@@ -297,9 +279,6 @@ def _finish(s: Settings, table: GappyTable, perm: list[int], run, truth, gappy, 
             gaps = np.isnan(table.values)
             bands = {"q05": np.where(gaps, lo[:, inverse], table.values), "q95": np.where(gaps, hi[:, inverse], table.values)}
         output = write_filled(p.output, table, out_values, bands)
-    if run is not None:
-        run.set_status(state="finished")
-        run.close()
     filled_count = int(np.isnan(table.values).sum()) - left if p.holdout == 0 else int(hidden.sum())
     return ImputeResult(output, None if run is None else run.path, filled_count, left, report, notes)
 

@@ -1,0 +1,36 @@
+"""Settings → model configs: the one path from a TOML section to each model's architecture-only
+config. Models never see settings; defaults live in settings.py alone."""
+
+from __future__ import annotations
+
+from tsdiff_cli.models.delay import DelayEmbedding
+from tsdiff_cli.models.emb_decoder import EmbDecoderConfig
+from tsdiff_cli.models.forecaster import ForecastConfig
+from tsdiff_cli.models.generator import GeneratorConfig, image_multiple
+from tsdiff_cli.models.tst import TSTConfig
+from tsdiff_cli.models.unet import UNetConfig
+from tsdiff_cli.settings import ForecastSettings, ImputeSettings, Settings
+
+
+def generator_config(s: Settings, seq_len: int, features: int) -> GeneratorConfig:
+    """``[tst]`` and ``[model]`` for windows of (seq_len, features)."""
+    m, t = s.model, s.tst
+    side = DelayEmbedding(seq_len, m.delay, m.embedding, image_multiple(m.channel_mult)).side
+    tst = TSTConfig(features=features, seq_len=seq_len, d_model=t.d_model, heads=t.heads, layers=t.layers, ff=t.ff,
+                    dropout=t.dropout, norm=t.norm, positional=t.positional, decoder_hidden=t.decoder_hidden,
+                    mask_channel=t.mask_channel)
+    unet = UNetConfig(image_size=side, in_channels=features, channels=m.channels, channel_mult=list(m.channel_mult),
+                      num_blocks=m.num_blocks, attn_resolutions=list(m.attn_resolutions), dropout=m.dropout)
+    return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet, m.project)
+
+
+def forecast_config(p: ForecastSettings, n_vars: int) -> ForecastConfig:
+    """``[forecast]`` for a series of ``n_vars`` columns."""
+    return ForecastConfig(seq_len=p.seq_len, pred_len=p.pred_len, n_vars=n_vars, d_model=p.d_model, heads=p.heads,
+                          layers=p.layers, ff=p.ff, dropout=p.dropout, cycle=p.cycle, head=p.head, head_dim=p.head_dim,
+                          head_heads=p.head_heads, head_layers=p.head_layers, patch=p.patch, residual=p.residual)
+
+
+def emb_decoder_config(p: ImputeSettings, variables: int, width: int, length: int) -> EmbDecoderConfig:
+    """``[impute]`` for embeddings of (variables, width) decoded into ``length`` values each."""
+    return EmbDecoderConfig(variables, width, length, p.decoder, p.hidden, p.layers)

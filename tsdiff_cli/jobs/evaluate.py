@@ -1,0 +1,116 @@
+"""Evaluate: score a generator run, or two files of windows, with the field's generation metrics;
+the report is written as JSON (plots as PNGs) and returned."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tsdiff_cli.data.arrays import WindowSet
+from tsdiff_cli.errors import UserError
+from tsdiff_cli.jobs import Update, no_update
+from tsdiff_cli.runs import MODEL_FILE, model_path, report_path, run_settings
+from tsdiff_cli.settings import Settings
+
+
+@dataclass
+class Evaluation:
+    report: dict
+    output: Path
+
+
+def evaluate_run(run: Path, settings: Settings, *, quick: bool = False, plots: Path | None = None,
+                 output: Path | None = None, update: Update = no_update) -> Evaluation:
+    """Sample as many windows as the run's dataset has without gaps and score them against its
+    ground truth (all windows, complete where the benchmark removed points), as the paper does;
+    the report goes to ``output`` (default RUN/report.json)."""
+    from tsdiff_cli.data.arrays import gap_free
+    from tsdiff_cli.data.store import read_dataset
+    from tsdiff_cli.jobs.generate import GENERATOR_COMMAND, sample_from_run
+    from tsdiff_cli.runs import run_model
+
+    _require_generator(run)
+    out = _writable(output or report_path(run))
+    rs = run_settings(run)
+    _, meta = run_model(run, "generator", GENERATOR_COMMAND, tensors=False)
+    dataset = Path(meta["dataset"])
+    ds = read_dataset(dataset)
+    # as many generated windows as real ones the metrics will see (windows with gaps are dropped)
+    n = int(gap_free(ds.target).sum())
+    if n < 4:
+        raise UserError(dataset, f"has {n} windows without gaps; at least 4 are needed to score a run against",
+                        "score samples against other data with --real and --generated")
+    label = f"sampling {n} windows"
+    scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=rs.sample.seed,
+                                   batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
+                                   precision=rs.sample.precision, callback=lambda done, total: update(label, done, total))
+    real = WindowSet(ds.target, ds.columns, None, dataset, "target")
+    generated = WindowSet(scaled, ds.columns, None, run, "samples")
+    return _write(_score(real, generated, settings, quick, plots, update, str(dataset), str(run)), out)
+
+
+def evaluate_files(real_path: Path, gen_path: Path, settings: Settings, *, quick: bool = False,
+                   plots: Path | None = None, output: Path | None = None, update: Update = no_update) -> Evaluation:
+    """Score the windows of ``gen_path`` against those of ``real_path`` (report: default report.json)."""
+    from tsdiff_cli.data.arrays import read_windows
+
+    out = _writable(output or Path("report.json"))
+    real, generated = read_windows(real_path), read_windows(gen_path)
+    return _write(_score(real, generated, settings, quick, plots, update, str(real_path), str(gen_path)), out)
+
+
+def evaluate_imputation(real: Path, gaps: Path, imputed: Path, *, output: Path | None = None) -> Evaluation:
+    """Score the filling ``imputed`` of table ``gaps`` where ``real`` knows the values (report:
+    default report.json)."""
+    from tsdiff_cli.jobs.impute import judge_files
+
+    out = _writable(output or Path("report.json"))
+    return _write(judge_files(real, gaps, imputed), out)
+
+
+def _require_generator(run: Path) -> None:
+    if not run.exists():
+        raise UserError(run, "no such run directory", "name a folder under runs/ (or runs/latest)")
+    if not run.is_dir():
+        raise UserError(run, "is a file, not a run directory", "to score a file use --real A --generated B")
+    if not model_path(run).is_file():
+        raise UserError(run, f"has no generator (no {MODEL_FILE})",
+                        "train one with `tsdiff train CONFIG`, or compare files with --real/--generated")
+
+
+def _writable(path: Path) -> Path:
+    from tsdiff_cli.atomic import ensure_writable
+
+    return ensure_writable(path, "report")
+
+
+def _write(report: dict, out: Path) -> Evaluation:
+    from tsdiff_cli.atomic import write_text
+
+    write_text(out, json.dumps(report, indent=2) + "\n")
+    return Evaluation(report, out)
+
+
+def _score(real: WindowSet, generated: WindowSet, settings: Settings, quick: bool, plots: Path | None, update: Update,
+           real_name: str, gen_name: str) -> dict:
+    from tsdiff_cli.metrics.evaluate import LABELS, evaluate_windows, prepare
+
+    if plots is not None:
+        from tsdiff_cli.atomic import ensure_writable
+
+        ensure_writable(plots / "pca.png", "plots")
+    prepared = prepare(real, generated)
+    report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick,
+                              progress=lambda name, done, total: update(LABELS[name], done, total))
+    report["inputs"] = {
+        "real": {"path": real_name, "read": real.what, "windows_dropped_incomplete": prepared.dropped_real},
+        "generated": {"path": gen_name, "read": generated.what},
+        "scaling": prepared.scaling,
+    }
+    if plots is not None:
+        from tsdiff_cli.metrics.plots import write_plots
+
+        report["plots"] = [str(p) for p in write_plots(prepared.real, prepared.generated, plots,
+                                                       real.columns or generated.columns, settings.eval.seed)]
+    return report

@@ -1,0 +1,167 @@
+"""Generate: ``tsdiff pretrain-tst``, ``tsdiff train`` and ``tsdiff sample`` as plain functions —
+the dataset, the run directory, the generator task on the shared training loop, and sampling
+from a trained run into a file in original units."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tsdiff_cli import __version__
+from tsdiff_cli.data.store import SPLITS, WindowDataset, read_dataset
+from tsdiff_cli.errors import UserError
+from tsdiff_cli.jobs import Update, no_update
+from tsdiff_cli.models.generator import Generator, GeneratorConfig
+from tsdiff_cli.runs import TST_FILE, Run, read_status, run_model, run_settings
+from tsdiff_cli.settings import Settings, to_toml
+from tsdiff_cli.training.device import resolve_device, use_bf16
+from tsdiff_cli.training.loop import Budget, OnStep, Trainer
+
+GENERATOR_COMMAND = "tsdiff train CONFIG"
+
+
+def ensure_dataset(settings: Settings) -> WindowDataset:
+    """The dataset of ``[data]``, made by preprocess when missing or made with other settings."""
+    from tsdiff_cli.data.preprocess import preprocess
+
+    path = settings.data.output
+    wanted = settings.data.model_dump(mode="json")
+    if Path(path).is_file():
+        ds = read_dataset(path)
+        if json.loads(ds.attrs.get("settings", "{}")) == wanted:
+            return ds
+    return preprocess(settings.data).dataset
+
+
+def _check_range(ds: WindowDataset, where) -> None:
+    lo, hi = np.nanmin(ds.observed), np.nanmax(ds.observed)
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise UserError(where, f"values span [{lo:.3g}, {hi:.3g}], but the generator works in [0, 1]",
+                        'use [data] scaler = "minmax" (the paper\'s)')
+
+
+@dataclass
+class TrainedGenerator:
+    run: Path
+    reason: str
+    steps: int
+    best_disc: float | None
+    minutes: float
+
+
+def train_generator(settings: Settings, config_name: str, *, command: str = "train", tst_only: bool = False,
+                    resume: Path | None = None, tst_from: Path | None = None, on_step: OnStep | None = None,
+                    on_run=None) -> TrainedGenerator:
+    """Train the generator of ``settings`` in a new run directory (or continue ``resume``):
+    the TST phase (all of ``pretrain-tst``), then diffusion; ``tst_from`` takes the TST of a
+    pretrain-tst run instead of training one."""
+    from tsdiff_cli.jobs.architectures import generator_config
+    from tsdiff_cli.training.generator import GeneratorTask, quick_reference
+
+    device = resolve_device(settings.train.device)
+    ds = ensure_dataset(settings)
+    _check_range(ds, settings.data.output)
+    cfg = generator_config(settings, ds.observed.shape[1], ds.observed.shape[2])
+    train_windows = ds.observed[ds.split == SPLITS["train"]]
+    if len(train_windows) == 0:
+        raise UserError(settings.data.output, "has no training windows", "lower [data] val_fraction / test_fraction")
+    tst = _pretrained_tst(tst_from, cfg) if tst_from is not None else None
+    if resume is not None:
+        run = Run.open(resume)
+        tst_only = (read_status(run.path) or {}).get("command") == "pretrain-tst"
+        command = "pretrain-tst" if tst_only else command
+    else:
+        run = Run.create(settings.train.runs_dir, command, config_name, to_toml(settings))
+    if on_run:
+        on_run(run)
+    metadata = {"columns": json.dumps(ds.columns), "scaler": ds.scaler.to_json(),
+                "dataset": str(Path(settings.data.output).resolve()),
+                "data_settings": json.dumps(settings.data.model_dump(mode="json")), "tsdiff_version": __version__}
+    quick_real = quick_reference(ds.target, settings.train.eval_samples, settings.eval.seed)
+    task = GeneratorTask(settings, cfg, train_windows, quick_real, device, metadata, tst_only=tst_only,
+                         sample_bf16=use_bf16(settings.sample.precision, device))
+    t = settings.train
+    with run.lifecycle(command, resume_hint=f"tsdiff train --resume {run.path}"):
+        trainer = Trainer(task, run, seed=t.seed, grad_clip=t.grad_clip, budget=Budget(t.max_steps, t.max_minutes),
+                          checkpoint_minutes=t.checkpoint_minutes, bf16=use_bf16(t.precision, device), device=device,
+                          on_step=on_step)
+        if resume is not None:
+            trainer.restore()
+        elif tst is not None:
+            task.model.tst.load_state_dict(tst)
+            trainer.start_at("diffusion")
+            run.log("event", "tst", 0, 0, message=f"TST weights from {tst_from}")
+        run.note(f"tsdiff {__version__} {command} {config_name}: {'resumed' if resume is not None else 'started'} on {device}")
+        if t.eval_every and not task.quick and not tst_only:
+            run.log("event", "diffusion", trainer.pos.step, trainer.pos.epoch,
+                    message="quick evaluations off: fewer than 4 real windows without gaps; the last EMA weights are kept")
+        fit = trainer.fit()
+    return TrainedGenerator(run.path, fit.reason, fit.steps, fit.best, fit.minutes)
+
+
+def _pretrained_tst(run: Path, cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
+    """The TST weights of a pretrain-tst run, checked against the architecture about to use them."""
+    tensors, meta = run_model(run, "tst", "tsdiff pretrain-tst CONFIG", TST_FILE)
+    saved = json.loads(meta.get("config", "{}"))
+    saved = saved.get("tst", saved)  # a generator config, or (older files) the TST's alone
+    if saved != cfg.tst.to_dict():
+        raise UserError(run, "holds a TST of another architecture than these settings' [tst]",
+                        "pretrain with the same [tst] settings, or drop --tst")
+    return tensors
+
+
+# --- sampling ----------------------------------------------------------------------------------
+
+def load_generator(run: Path, device: torch.device) -> tuple[Generator, dict[str, str]]:
+    """The EMA generator of a train run and its metadata (columns, scaler, dataset)."""
+    tensors, meta = run_model(run, "generator", GENERATOR_COMMAND)
+    try:
+        model = Generator(GeneratorConfig.from_json(meta["config"]))
+        model.tst.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("tst.")})
+        model.denoiser.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("denoiser.")})
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(run, f"holds a generator this tsdiff cannot read ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120]})", "train again with this version") from None
+    return model.to(device).eval(), meta
+
+
+def sample_from_run(run: Path, n: int, *, steps: int, seed: int, batch_size: int, churn: float = 0.0,
+                    device: str = "auto", precision: str = "auto", callback=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``n`` windows from a run: (scaled in [0, 1], original units, metadata)."""
+    from tsdiff_cli.data.scaling import Scaler
+    from tsdiff_cli.models.generator import sample_windows
+
+    if n < 1:
+        raise UserError("-n", f"{n} windows requested", "ask for at least 1")
+    dev = resolve_device(device)
+    model, meta = load_generator(run, dev)
+    scaled = sample_windows(model, n, steps=steps, churn=churn, seed=seed, batch_size=batch_size, device=dev,
+                            bf16=use_bf16(precision, dev), callback=callback)
+    original = Scaler.from_json(meta["scaler"]).inverse(scaled.astype(np.float64))
+    return scaled, original, meta
+
+
+@dataclass
+class Samples:
+    output: Path
+    shape: tuple[int, int, int]
+
+
+def sample(run: Path, output: Path, overrides: dict | None = None, update: Update = no_update) -> Samples:
+    """``tsdiff sample``: windows from ``run`` with its ``[sample]`` settings (and ``overrides``)
+    written to ``output`` (.csv / .parquet / .h5 / .npy) in original units and column names."""
+    from tsdiff_cli.atomic import ensure_writable
+    from tsdiff_cli.data.arrays import write_windows
+
+    s = run_settings(run, overrides)  # -n 0 is refused by [sample] n itself (n ≥ 1), naming the option
+    ensure_writable(output, "output")
+    label = f"sampling {s.sample.n} windows"
+    _, original, meta = sample_from_run(run, s.sample.n, steps=s.sample.steps, seed=s.sample.seed,
+                                        batch_size=s.sample.batch_size, churn=s.sample.churn, device=s.train.device,
+                                        precision=s.sample.precision, callback=lambda done, total: update(label, done, total))
+    write_windows(output, original, json.loads(meta["columns"]), {"run": str(run), "seed": s.sample.seed, "steps": s.sample.steps})
+    return Samples(Path(output), original.shape)

@@ -1,0 +1,453 @@
+"""The one training loop: every model tsdiff trains goes through :class:`Trainer`.
+
+A job hands the trainer a :class:`Task`: the module, its optimizer (and scheduler, EMA), the
+phases it trains in — each a ``step(batch indices) -> (objective, logged values)`` and,
+optionally, a ``validate(check) -> metrics`` — and the inference file it exports. The trainer
+owns the rest:
+
+- the batch order (a seeded permutation per epoch: a function of (seed, epoch) alone);
+- the optimizer step: bf16 autocast around the step when asked, a finite-loss check, backward,
+  gradient-norm clipping per parameter group, the optimizer and scheduler steps, the EMA update;
+- the budget: epochs, ``max_steps`` and ``max_minutes`` checked before every step. Validations
+  count against the time: once the trainer knows how long one takes it stops training early
+  enough for the last one to end by the deadline, and a validation still running at the
+  deadline is abandoned (tasks call ``check()`` in their long loops). So a run ends within its
+  minutes plus one step and one checkpoint write;
+- validation cadence, keeping the weights with the best value of a named metric (``Watch``) in
+  the run's inference file, early stopping after ``patience`` validations without one;
+- checkpoints: every ``checkpoint_minutes``, at the end of each phase, at the end and on Ctrl-C /
+  SIGTERM; weights, optimizer moments, EMA and RNG states as safetensors, the position as JSON,
+  so a run stopped after k steps and resumed gives the weights of one that never stopped;
+- metrics logging (``train`` rows every ``log_every`` steps and at each epoch's end, ``eval``
+  rows), the status heartbeat, and a progress callback.
+
+The run's lifecycle (running → finished / failed / interrupted) is
+:meth:`tsdiff_cli.runs.Run.lifecycle`, which the job wraps around training and what follows it.
+
+Ready for data parallelism: ``task.module`` is the module that is saved and EMA'd; the trainer
+steps through ``self.trained``, a thin module whose forward is the task's step (Lightning's
+arrangement), which a DistributedDataParallel wrapper can replace without the task knowing; and
+every run-file write is one of :meth:`_log`, :meth:`_status`, :meth:`checkpoint`, :meth:`_export`.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from tsdiff_cli.errors import UserError
+from tsdiff_cli.runs import CHECKPOINTS, MODEL_FILE, Run
+
+StepOutput = tuple[torch.Tensor, dict[str, Any]]  # (objective to minimise, values to log)
+OnStep = Callable[[dict], None]  # progress: phase, epoch, epochs, batch, batches, step and the logged values
+HEARTBEAT = 30.0  # seconds between status.json updates within an epoch
+
+
+class Diverged(RuntimeError):
+    """A loss or the watched metric stopped being finite."""
+
+
+class OutOfTime(Exception):
+    """Raised by a validation's ``check()`` once the time budget is spent."""
+
+
+@dataclass
+class Phase:
+    """A stretch of training with one step function: ``epochs`` passes over ``size`` examples."""
+
+    name: str
+    epochs: int
+    size: int
+    batch_size: int
+    step: Callable[[torch.Tensor], StepOutput]
+    validate: Callable[[Callable[[], None]], dict | None] | None = None  # called with check(); None: skipped
+    validate_every: int = 1  # epochs; the phase's last epoch always validates
+    ema: bool = False  # update the task's EMA after every step
+    log_every: int = 10  # steps between train rows (and the last batch of every epoch)
+
+
+@dataclass
+class Watch:
+    """Keep the weights with the lowest ``metric``; stop after ``patience`` validations without a
+    value below ``best − min_delta``. A validation without the metric keeps the latest weights.
+    ``key`` says what makes two values comparable: a resumed run with another key forgets its best."""
+
+    metric: str
+    patience: int | None = None
+    min_delta: float = 0.0
+    key: Any = None
+
+
+@dataclass
+class Budget:
+    max_steps: int = 0  # 0: no limit
+    max_minutes: float = 0.0
+
+
+@dataclass
+class Position:
+    """Where training stands; checkpointed as JSON."""
+
+    phase: int = 0  # index into the task's phases; len(phases) when done
+    epoch: int = 0  # epochs completed in this phase
+    batch: int = 0  # next batch within the epoch
+    step: int = 0  # optimizer steps, all phases
+    elapsed: float = 0.0  # seconds of earlier sessions
+    best: float | None = None
+    stale: int = 0  # validations since the best
+    validated_at: int | None = None  # step of the last validation
+    validation_seconds: float | None = None  # how long the last one took
+    kept_at: int | None = None  # step whose weights the watch put in the inference file
+    stopped: str | None = None  # why training ended early (the run is complete)
+
+
+@dataclass
+class FitResult:
+    reason: str
+    steps: int
+    epochs: int  # epochs completed in the last phase trained
+    minutes: float
+    best: float | None
+
+
+class EMA:
+    """Exponential moving average of a module's weights with a warm-up: decay_t = min(decay,
+    (1 + t) / (warmup + t)), so early averages forget the random initialisation quickly."""
+
+    def __init__(self, module: nn.Module, decay: float, warmup: int):
+        self.module, self.decay, self.warmup, self.updates = module, decay, warmup, 0
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (self.warmup + self.updates))
+        for k, v in self.module.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].lerp_(v.detach(), 1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+
+class Task(abc.ABC):
+    """What a job gives the trainer. Set ``module`` and ``optimizer`` (and, as needed, the other
+    attributes) and define :meth:`phases`, :meth:`signature` and :meth:`export`."""
+
+    module: nn.Module  # everything trained and checkpointed (unwrapped)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any = None  # stepped after every optimizer step
+    ema: EMA | None = None
+    watch: Watch | None = None
+    model_file: str = MODEL_FILE  # the run file :meth:`export` fills
+    diverged_fix: str = "lower the learning rate and start again"
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """Random generators the steps draw from; checkpointed with the weights."""
+        return {}
+
+    @abc.abstractmethod
+    def phases(self) -> list[Phase]:
+        """The phases in order."""
+
+    @abc.abstractmethod
+    def signature(self) -> str:
+        """The architecture as text; a checkpoint made with another one is not resumed."""
+
+    @abc.abstractmethod
+    def export(self, pos: Position) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The inference file's tensors and string metadata at ``pos``."""
+
+
+class _Stepper(nn.Module):
+    """The trained module: its forward is a task's step, so that a data-parallel wrapper around
+    it sees every parameter the step uses (the task's module is a submodule)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, step: Callable[[torch.Tensor], StepOutput], batch: torch.Tensor) -> StepOutput:
+        return step(batch)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, list]:
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for key, value in st.items():
+            tensors[f"opt.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors, sd["param_groups"]
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, groups: list) -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+class Trainer:
+    def __init__(self, task: Task, run: Run, *, seed: int, grad_clip: float, budget: Budget | None = None,
+                 checkpoint_minutes: float = 5.0, bf16: bool = False, device: torch.device | None = None,
+                 on_step: OnStep | None = None):
+        self.task, self.run = task, run
+        self.seed, self.grad_clip, self.budget = seed, grad_clip, budget or Budget()
+        self.checkpoint_minutes, self.bf16 = checkpoint_minutes, bf16
+        self.device = device or torch.device("cpu")
+        self.on_step = on_step
+        self.phases = task.phases()
+        self.pos = Position()
+        self.trained: nn.Module = _Stepper(task.module)
+        self._session: float | None = None  # monotonic start of this session's training
+        self._last_checkpoint = self._last_status = time.monotonic()
+
+    # --- time --------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        """Seconds of training, earlier sessions included (validations and checkpoints count)."""
+        return self.pos.elapsed + (time.monotonic() - self._session if self._session is not None else 0.0)
+
+    def _time_left(self) -> float:
+        return 60 * self.budget.max_minutes - self.elapsed() if self.budget.max_minutes else math.inf
+
+    def _check(self) -> None:
+        if self._time_left() <= 0:
+            raise OutOfTime()
+
+    def _out_of_budget(self, phase: Phase) -> str | None:
+        b = self.budget
+        if b.max_steps and self.pos.step >= b.max_steps:
+            return f"max_steps {b.max_steps}"
+        # leave the last validation time to end by the deadline, once its duration is known
+        reserve = (self.pos.validation_seconds or 0.0) if phase.validate is not None else 0.0
+        if b.max_minutes and self._time_left() <= reserve:
+            return f"max_minutes {b.max_minutes:g}"
+        return None
+
+    # --- one optimizer step --------------------------------------------------------------------
+
+    def train_step(self, phase: Phase, batch: torch.Tensor) -> dict[str, float]:
+        """Forward (the task's step), backward, clip, step; returns the logged values as floats."""
+        task = self.task
+        task.module.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss, logs = self.trained(phase.step, batch)
+        values = {k: v.item() if torch.is_tensor(v) else float(v) for k, v in logs.items()}
+        if not torch.isfinite(loss):
+            bad = next((k for k, v in values.items() if not math.isfinite(v)), "loss")
+            raise Diverged(f"{bad} became {values.get(bad, loss.item())} at step {self.pos.step}")
+        task.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for group in task.optimizer.param_groups:  # each group clipped on its own
+            torch.nn.utils.clip_grad_norm_(group["params"], self.grad_clip)
+        task.optimizer.step()
+        if task.scheduler is not None:
+            task.scheduler.step()
+        if phase.ema and task.ema is not None:
+            task.ema.update()
+        return values
+
+    def _batches(self, phase: Phase, epoch: int) -> list[torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return list(torch.randperm(phase.size, generator=gen).split(phase.batch_size))
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def start_at(self, name: str) -> None:
+        """Begin a fresh run at phase ``name`` (the earlier ones were done elsewhere)."""
+        self.pos.phase = [p.name for p in self.phases].index(name)
+
+    def fit(self) -> FitResult:
+        """Train until every phase is done, the budget is spent or early stopping; write the last
+        checkpoint and the inference file (unless the watch already keeps a better one)."""
+        self._session = time.monotonic()
+        self._last_checkpoint = self._last_status = self._session
+        try:
+            reason = self._train()
+            self._last_validation(reason)
+            self.checkpoint()
+            if self.pos.kept_at is None:  # nothing chosen by a validation: the latest weights
+                self._export()
+        except KeyboardInterrupt:
+            self.checkpoint()
+            raise
+        except Diverged as exc:
+            raise UserError(self.run.path, f"{exc}; the last good checkpoint is kept in {self.run.path / CHECKPOINTS}",
+                            self.task.diverged_fix) from None
+        minutes = self.elapsed() / 60
+        self._status(reason=reason, minutes=round(minutes, 2))
+        return FitResult(reason, self.pos.step, self.pos.epoch, minutes, self.pos.best)
+
+    def _train(self) -> str:
+        pos = self.pos
+        if pos.stopped:
+            return pos.stopped
+        for i in range(pos.phase, len(self.phases)):
+            phase = self.phases[i]
+            pos.phase = i
+            while pos.epoch < phase.epochs:
+                batches = self._batches(phase, pos.epoch)
+                while pos.batch < len(batches):
+                    reason = self._out_of_budget(phase)
+                    if reason:
+                        return reason
+                    values = self.train_step(phase, batches[pos.batch])
+                    pos.batch += 1
+                    pos.step += 1
+                    if pos.step % phase.log_every == 0 or pos.batch == len(batches):
+                        self._log("train", phase.name, **values)
+                    if self.on_step is not None:
+                        self.on_step({"phase": phase.name, "epoch": pos.epoch, "epochs": phase.epochs, "batch": pos.batch,
+                                      "batches": len(batches), "step": pos.step, **values})
+                    now = time.monotonic()
+                    if now - self._last_checkpoint > 60 * self.checkpoint_minutes:
+                        self.checkpoint()
+                    elif now - self._last_status > HEARTBEAT:
+                        self._status()
+                pos.epoch += 1
+                pos.batch = 0
+                self._status()
+                if phase.validate is not None and (pos.epoch % phase.validate_every == 0 or pos.epoch == phase.epochs):
+                    if self._validate(phase):
+                        w = self.task.watch
+                        pos.stopped = f"early-stopped after {w.patience} evaluations without a better {w.metric}"
+                        pos.phase = len(self.phases)
+                        return pos.stopped
+            # the phase is complete: a checkpoint from here on resumes with the next one
+            pos.phase = i + 1
+            if pos.phase < len(self.phases):
+                pos.epoch, pos.batch = 0, 0
+            self.checkpoint()
+        return "finished"
+
+    def _last_validation(self, reason: str) -> None:
+        """A budget-stopped phase that validates ends with a validated model (unless it just was)."""
+        pos = self.pos
+        if reason.startswith(("max_steps", "max_minutes")) and pos.phase < len(self.phases):
+            phase = self.phases[pos.phase]
+            trained = pos.epoch > 0 or pos.batch > 0
+            if phase.validate is not None and trained and pos.validated_at != pos.step:
+                self._validate(phase)
+
+    def _validate(self, phase: Phase) -> bool:
+        """Run the phase's validation, log it, keep the weights if they are the best; True when
+        patience has run out."""
+        pos = self.pos
+        if self._time_left() <= 0:
+            self._log("event", phase.name, message="evaluation skipped: the time budget is spent")
+            return False
+        started = time.monotonic()
+        self.task.module.eval()
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):  # validation never moves the training's random stream
+                metrics = phase.validate(self._check)
+        except OutOfTime:
+            self._log("event", phase.name, message=f"evaluation stopped after {time.monotonic() - started:.0f} s: "
+                                                   "the time budget is spent")
+            return False
+        pos.validation_seconds = time.monotonic() - started
+        pos.validated_at = pos.step
+        if metrics is None:
+            return False
+        watch = self.task.watch
+        improved = True  # without the watched metric, the latest weights are kept
+        if watch is not None and metrics.get(watch.metric) is not None:
+            value = float(metrics[watch.metric])
+            if not math.isfinite(value):
+                raise Diverged(f"{watch.metric} became {value} after epoch {pos.epoch}")
+            improved = pos.best is None or value < pos.best - watch.min_delta
+            if improved:
+                pos.best, pos.stale = value, 0
+            else:
+                pos.stale += 1
+        self._log("eval", phase.name, **metrics, best=improved, minutes=round(self.elapsed() / 60, 2))
+        if improved:
+            self._export()
+            pos.kept_at = pos.step
+        if watch is not None and pos.best is not None:
+            self._status(**{f"best_{watch.metric}": pos.best})
+        return bool(watch is not None and watch.patience and pos.stale >= watch.patience)
+
+    # --- run files (rank 0's side effects) --------------------------------------------------------
+
+    def _log(self, kind: str, phase: str, **values: Any) -> None:
+        self.run.log(kind, phase, self.pos.step, self.pos.epoch, **values)
+
+    def _status(self, **fields: Any) -> None:
+        pos = self.pos
+        phase = self.phases[min(pos.phase, len(self.phases) - 1)] if self.phases else None
+        self.run.set_status(state="running", phase=phase.name if phase else None, epoch=pos.epoch,
+                            epochs=phase.epochs if phase else None, step=pos.step, **fields)
+        self._last_status = time.monotonic()
+
+    def _export(self) -> None:
+        tensors, metadata = self.task.export(self.pos)
+        self.run.save_model(tensors, metadata, self.task.model_file)
+
+    def checkpoint(self) -> None:
+        task, pos = self.task, self.pos
+        tensors = {f"model.{k}": v for k, v in task.module.state_dict().items()}
+        if task.ema is not None:
+            tensors.update({f"ema.{k}": v for k, v in task.ema.shadow.items()})
+        opt_tensors, groups = _optimizer_tensors(task.optimizer)
+        tensors.update(opt_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        for name, gen in task.generators().items():
+            tensors[f"rng.{name}"] = gen.get_state()
+        state = {"position": asdict(replace(pos, elapsed=self.elapsed())), "optimizer": groups,
+                 "scheduler": task.scheduler.state_dict() if task.scheduler is not None else None,
+                 "ema_updates": task.ema.updates if task.ema is not None else None,
+                 "signature": task.signature(), "watch_key": task.watch.key if task.watch else None}
+        self.run.save_checkpoint(pos.step, tensors, state)
+        self._last_checkpoint = time.monotonic()
+        self._status()
+
+    def restore(self) -> None:
+        """Continue from the run's latest checkpoint: weights, optimizer, scheduler, EMA, RNGs and
+        position, exactly as they were."""
+        task = self.task
+        tensors, state = self.run.load_checkpoint()
+        if "position" not in state:
+            raise UserError(self.run.path, "has a checkpoint from an older tsdiff, which this version cannot resume",
+                            "start a new run with the same settings")
+        if state["signature"] != task.signature():
+            raise UserError(self.run.path, "was trained with another architecture than these settings",
+                            "resume with its own config.toml")
+        task.module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if task.ema is not None:
+            for k in task.ema.shadow:
+                task.ema.shadow[k].copy_(tensors[f"ema.{k}"])
+            task.ema.updates = state["ema_updates"]
+        _load_optimizer(task.optimizer, tensors, state["optimizer"])
+        if task.scheduler is not None:
+            task.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        for name, gen in task.generators().items():
+            gen.set_state(tensors[f"rng.{name}"])
+        self.pos = Position(**state["position"])
+        watch = task.watch
+        if watch is not None and self.pos.best is not None and state.get("watch_key") != _jsonable(watch.key):
+            # the best so far was measured another way: not comparable, the next validation decides
+            self.pos.best = None
+            self._log("event", self.phases[min(self.pos.phase, len(self.phases) - 1)].name,
+                      message=f"{watch.metric} is now measured on other data; the best score so far is reset")
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it comes back from the checkpoint's JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
