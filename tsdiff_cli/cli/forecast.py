@@ -65,6 +65,7 @@ def forecast_command(
     for name, value in (("--input", input), ("--output", output), ("--all-samples", all_samples)):
         if value is not None:
             raise UserError(name, "only applies with --run RUN", "drop it, or add --run")
+    from tsdiff_cli import STARTED
     from tsdiff_cli.jobs.forecast import format_report, train_forecaster
     from tsdiff_cli.runs import report_path, run_settings
 
@@ -76,7 +77,7 @@ def forecast_command(
 
     with Reporter(quiet) as rep:
         result = train_forecaster(settings, config.stem if config is not None else "resumed", update=rep.update,
-                                  on_step=rep.step, on_run=announce, resume=resume)
+                                  on_step=rep.step, on_run=announce, resume=resume, started=STARTED)
     if not quiet:
         print(f"training {result.reason} after {result.epochs} epochs, {result.minutes:.1f} min")
         print(format_report(result.report))

@@ -34,6 +34,7 @@ def impute_command(
     hides some observed values and prints MAE / MSE / RMSE on them (z-space) beside the mean,
     last-observation and linear-interpolation baselines.
     """
+    from tsdiff_cli import STARTED
     from tsdiff_cli.cli._progress import Reporter
     from tsdiff_cli.metrics.imputation import format_report
     from tsdiff_cli.runs import report_path
@@ -50,7 +51,7 @@ def impute_command(
     settings = run_settings(resume, overrides) if resume is not None else load_settings(config, overrides)
     name = config.stem if config is not None else (Path(str(settings.impute.input)).stem or "input")
     with Reporter(quiet) as rep:
-        result = impute(settings, name, rep.update, rep.step, resume=resume)
+        result = impute(settings, name, rep.update, rep.step, resume=resume, started=STARTED)
     if quiet:
         return
     for line in result.notes:

@@ -15,6 +15,7 @@ def _config_name(config: Path | None) -> str:
 
 
 def _run(config: Path | None, resume: Path | None, tst: Path | None, overrides: dict, quiet: bool, tst_only: bool) -> None:
+    from tsdiff_cli import STARTED
     from tsdiff_cli.cli._progress import Reporter
     from tsdiff_cli.jobs.generate import train_generator
     from tsdiff_cli.runs import run_settings
@@ -31,7 +32,7 @@ def _run(config: Path | None, resume: Path | None, tst: Path | None, overrides: 
 
     with Reporter(quiet) as rep:
         result = train_generator(settings, _config_name(config), command=command, tst_only=tst_only, resume=resume,
-                                 tst_from=tst, on_step=rep.step, on_run=announce)
+                                 tst_from=tst, on_step=rep.step, on_run=announce, started=STARTED)
     if not quiet:
         best = f"; best quick disc. score {result.best_disc:.4f}" if result.best_disc is not None else ""
         print(f"{command} {result.reason} after {result.steps} steps, {result.minutes:.1f} min{best}\nrun: {result.run}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from tsdiff_cli.data.arrays import WindowSet
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.jobs import Update, no_update
-from tsdiff_cli.runs import MODEL_FILE, model_path, report_path, run_settings
+from tsdiff_cli.runs import MODEL_FILE, REPORT_FILE, model_path, report_path, run_settings
 from tsdiff_cli.settings import Settings
 
 
@@ -55,7 +55,7 @@ def evaluate_files(real_path: Path, gen_path: Path, settings: Settings, *, quick
     """Score the windows of ``gen_path`` against those of ``real_path`` (report: default report.json)."""
     from tsdiff_cli.data.arrays import read_windows
 
-    out = _writable(output or Path("report.json"))
+    out = _writable(output or Path(REPORT_FILE))
     real, generated = read_windows(real_path), read_windows(gen_path)
     return _write(_score(real, generated, settings, quick, plots, update, str(real_path), str(gen_path)), out)
 
@@ -65,7 +65,7 @@ def evaluate_imputation(real: Path, gaps: Path, imputed: Path, *, output: Path |
     default report.json)."""
     from tsdiff_cli.jobs.impute import judge_files
 
-    out = _writable(output or Path("report.json"))
+    out = _writable(output or Path(REPORT_FILE))
     return _write(judge_files(real, gaps, imputed), out)
 
 

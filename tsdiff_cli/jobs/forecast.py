@@ -46,9 +46,11 @@ class TrainedForecaster:
 
 
 def train_forecaster(s: Settings, config_name: str, *, update: Update = no_update, on_step: OnStep | None = None,
-                     on_run: Callable[[Run], None] | None = None, resume: Path | None = None) -> TrainedForecaster:
+                     on_run: Callable[[Run], None] | None = None, resume: Path | None = None,
+                     started: float | None = None) -> TrainedForecaster:
     """Train on ``[forecast] data`` (TSLib split) in a new run (or continue ``resume``), keep the
-    epoch with the best validation loss, then score it and the baselines on the test windows."""
+    epoch with the best validation loss, then score it and the baselines on the test windows.
+    ``started`` (time.monotonic) is when the training budget began, by default when training does."""
     from tsdiff_cli.jobs.architectures import forecast_config
     from tsdiff_cli.training.forecast import ForecastTask
 
@@ -80,7 +82,7 @@ def train_forecaster(s: Settings, config_name: str, *, update: Update = no_updat
         run.note(f"tsdiff {__version__} forecast {config_name}: {'resumed' if resume is not None else 'started'} on {device}")
         if series.filled:
             run.note(f"{series.filled} missing cells filled (last value carried forward, then first carried back)")
-        trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes),
+        trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
                           device=device, on_step=on_step)
         if resume is not None:
             trainer.restore()

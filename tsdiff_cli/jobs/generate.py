@@ -55,10 +55,11 @@ class TrainedGenerator:
 
 def train_generator(settings: Settings, config_name: str, *, command: str = "train", tst_only: bool = False,
                     resume: Path | None = None, tst_from: Path | None = None, on_step: OnStep | None = None,
-                    on_run=None) -> TrainedGenerator:
+                    on_run=None, started: float | None = None) -> TrainedGenerator:
     """Train the generator of ``settings`` in a new run directory (or continue ``resume``):
     the TST phase (all of ``pretrain-tst``), then diffusion; ``tst_from`` takes the TST of a
-    pretrain-tst run instead of training one."""
+    pretrain-tst run instead of training one. ``started`` (time.monotonic) is when the time
+    budget began, by default when training does."""
     from tsdiff_cli.jobs.architectures import generator_config
     from tsdiff_cli.training.generator import GeneratorTask, quick_reference
 
@@ -86,7 +87,7 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
                          sample_bf16=use_bf16(settings.sample.precision, device))
     t = settings.train
     with run.lifecycle(command, resume_hint=f"tsdiff train --resume {run.path}"):
-        trainer = Trainer(task, run, seed=t.seed, grad_clip=t.grad_clip, budget=Budget(t.max_steps, t.max_minutes),
+        trainer = Trainer(task, run, seed=t.seed, grad_clip=t.grad_clip, budget=Budget(t.max_steps, t.max_minutes, started),
                           checkpoint_minutes=t.checkpoint_minutes, bf16=use_bf16(t.precision, device), device=device,
                           on_step=on_step)
         if resume is not None:

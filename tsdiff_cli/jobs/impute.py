@@ -78,7 +78,7 @@ def _check_source(p) -> None:
 
 
 def impute(s: Settings, config_name: str, update: Update = no_update, on_step: OnStep | None = None,
-           resume: Path | None = None) -> ImputeResult:
+           resume: Path | None = None, started: float | None = None) -> ImputeResult:
     """Run ``tsdiff impute`` as configured by ``s.impute``; see the module docstring. ``resume``
     continues the decoder training of an embeddings run (``s``: that run's settings)."""
     from tsdiff_cli.atomic import ensure_writable
@@ -104,14 +104,14 @@ def impute(s: Settings, config_name: str, update: Update = no_update, on_step: O
     if resume is not None and p.emb_dir is None:
         raise UserError(resume, "is not a run that trains (only --emb-dir runs train a decoder)", "drop --resume")
     if p.emb_dir is not None:
-        return _from_embeddings(s, table, config_name, update, on_step, resume)
+        return _from_embeddings(s, table, config_name, update, on_step, resume, started)
     return _from_generator(s, table, update)
 
 
 # --- from TimeKD embeddings -----------------------------------------------------------------
 
 def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: Update, on_step: OnStep | None,
-                     resume: Path | None) -> ImputeResult:
+                     resume: Path | None, started: float | None) -> ImputeResult:
     from tsdiff_cli.data.timekd import check_count, locate, read_embeddings, scheme_for, tslib_borders
     from tsdiff_cli.jobs.architectures import emb_decoder_config
     from tsdiff_cli.models.emb_decoder import EmbDecoder
@@ -164,7 +164,7 @@ def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: U
     with run.lifecycle("impute", resume_hint=f"tsdiff impute --resume {run.path}"):
         run.note(f"tsdiff {__version__} impute from {layout.leaf} ({windows} windows, {'cache' if cached else 'files'})"
                  + (": resumed" if resume is not None else ""))
-        trainer = Trainer(task, run, seed=p.seed, grad_clip=1.0, budget=Budget(p.max_steps, p.max_minutes),
+        trainer = Trainer(task, run, seed=p.seed, grad_clip=1.0, budget=Budget(p.max_steps, p.max_minutes, started),
                           on_step=on_step)
         if resume is not None:
             trainer.restore()

@@ -90,6 +90,7 @@ class Watch:
 class Budget:
     max_steps: int = 0  # 0: no limit
     max_minutes: float = 0.0
+    since: float | None = None  # when this session's clock started (the trainer's clock); default: fit()
 
 
 @dataclass
@@ -199,29 +200,29 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, groups: list) -> 
 class Trainer:
     def __init__(self, task: Task, run: Run, *, seed: int, grad_clip: float, budget: Budget | None = None,
                  checkpoint_minutes: float = 5.0, bf16: bool = False, device: torch.device | None = None,
-                 on_step: OnStep | None = None):
+                 on_step: OnStep | None = None, clock: Callable[[], float] = time.monotonic):
         self.task, self.run = task, run
         self.seed, self.grad_clip, self.budget = seed, grad_clip, budget or Budget()
         self.checkpoint_minutes, self.bf16 = checkpoint_minutes, bf16
         self.device = device or torch.device("cpu")
-        self.on_step = on_step
+        self.on_step, self.clock = on_step, clock
         self.phases = task.phases()
         self.pos = Position()
         self.trained: nn.Module = _Stepper(task.module)
         self._session: float | None = None  # monotonic start of this session's training
-        self._last_checkpoint = self._last_status = time.monotonic()
+        self._last_checkpoint = self._last_status = clock()
 
     # --- time --------------------------------------------------------------------------------
 
     def elapsed(self) -> float:
         """Seconds of training, earlier sessions included (validations and checkpoints count)."""
-        return self.pos.elapsed + (time.monotonic() - self._session if self._session is not None else 0.0)
+        return self.pos.elapsed + (self.clock() - self._session if self._session is not None else 0.0)
 
     def _time_left(self) -> float:
         return 60 * self.budget.max_minutes - self.elapsed() if self.budget.max_minutes else math.inf
 
     def _check(self) -> None:
-        if self._time_left() <= 0:
+        if self._time_left() < 0:
             raise OutOfTime()
 
     def _out_of_budget(self, phase: Phase) -> str | None:
@@ -270,8 +271,8 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train until every phase is done, the budget is spent or early stopping; write the last
         checkpoint and the inference file (unless the watch already keeps a better one)."""
-        self._session = time.monotonic()
-        self._last_checkpoint = self._last_status = self._session
+        self._session = self.budget.since if self.budget.since is not None else self.clock()
+        self._last_checkpoint = self._last_status = self.clock()
         try:
             reason = self._train()
             self._last_validation(reason)
@@ -309,7 +310,7 @@ class Trainer:
                     if self.on_step is not None:
                         self.on_step({"phase": phase.name, "epoch": pos.epoch, "epochs": phase.epochs, "batch": pos.batch,
                                       "batches": len(batches), "step": pos.step, **values})
-                    now = time.monotonic()
+                    now = self.clock()
                     if now - self._last_checkpoint > 60 * self.checkpoint_minutes:
                         self.checkpoint()
                     elif now - self._last_status > HEARTBEAT:
@@ -346,17 +347,17 @@ class Trainer:
         if self._time_left() <= 0:
             self._log("event", phase.name, message="evaluation skipped: the time budget is spent")
             return False
-        started = time.monotonic()
+        started = self.clock()
         self.task.module.eval()
         devices = [self.device] if self.device.type == "cuda" else []
         try:
             with torch.random.fork_rng(devices=devices):  # validation never moves the training's random stream
                 metrics = phase.validate(self._check)
         except OutOfTime:
-            self._log("event", phase.name, message=f"evaluation stopped after {time.monotonic() - started:.0f} s: "
+            self._log("event", phase.name, message=f"evaluation stopped after {self.clock() - started:.0f} s: "
                                                    "the time budget is spent")
             return False
-        pos.validation_seconds = time.monotonic() - started
+        pos.validation_seconds = self.clock() - started
         pos.validated_at = pos.step
         if metrics is None:
             return False
@@ -389,7 +390,7 @@ class Trainer:
         phase = self.phases[min(pos.phase, len(self.phases) - 1)] if self.phases else None
         self.run.set_status(state="running", phase=phase.name if phase else None, epoch=pos.epoch,
                             epochs=phase.epochs if phase else None, step=pos.step, **fields)
-        self._last_status = time.monotonic()
+        self._last_status = self.clock()
 
     def _export(self) -> None:
         tensors, metadata = self.task.export(self.pos)
@@ -412,7 +413,7 @@ class Trainer:
                  "ema_updates": task.ema.updates if task.ema is not None else None,
                  "signature": task.signature(), "watch_key": task.watch.key if task.watch else None}
         self.run.save_checkpoint(pos.step, tensors, state)
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = self.clock()
         self._status()
 
     def restore(self) -> None:

@@ -1,0 +1,215 @@
+"""The one training loop: exact resume for every job that trains, the budget checked every step
+with validations counted against it, and a run's status always ending finished, failed or
+interrupted (an unexpected exception, Ctrl-C, SIGTERM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY, write_toml
+from test_forecast import TINY_FORECAST, _hourly
+from test_impute import SMALL, _small_frame
+from timekd_fixture import with_gaps, write_layout
+from tsdiff_cli.runs import Run, read_status
+from tsdiff_cli.training.loop import Budget, Phase, Position, Task, Trainer, Watch
+
+
+def _last_checkpoint(run):
+    name = json.loads((run / "checkpoints" / "latest.json").read_text())["name"]
+    return load_file(str(run / "checkpoints" / f"{name}.safetensors"))
+
+
+def _assert_same_training_state(a, b):
+    ta, tb = _last_checkpoint(a), _last_checkpoint(b)
+    assert ta.keys() == tb.keys()
+    for key in ta:  # weights, optimizer moments, EMA and the random streams, bit for bit
+        assert torch.equal(ta[key], tb[key]), key
+
+
+def _newest(workdir, command):
+    return sorted((workdir / "runs").glob(f"*-{command}-*"))[-1]
+
+
+def test_forecast_trained_straight_equals_half_then_resumed(cli, workdir):
+    _hourly().to_csv(workdir / "load.csv", index=False)
+    cfg = write_toml(workdir / "tiny.toml", TINY_FORECAST.format(data="load.csv"))  # 8 steps per epoch
+    assert cli("forecast", cfg, "-q", env={"TSDIFF_FORECAST__MAX_STEPS": "12"}).exit_code == 0
+    straight = _newest(workdir, "forecast")
+    assert cli("forecast", cfg, "-q", env={"TSDIFF_FORECAST__MAX_STEPS": "6"}).exit_code == 0
+    half = _newest(workdir, "forecast")
+    assert read_status(half)["step"] == 6 and read_status(half)["state"] == "finished"
+    r = cli("forecast", "--resume", half, "-q", env={"TSDIFF_FORECAST__MAX_STEPS": "12"})
+    assert r.exit_code == 0, r.output
+    assert read_status(half)["step"] == 12
+    _assert_same_training_state(straight, half)
+    assert (half / "report.json").is_file()
+
+
+def test_embedding_decoder_trained_straight_equals_half_then_resumed(cli, workdir):
+    frame = _small_frame()
+    write_layout(workdir / "emb", frame, "mydata", **SMALL)
+    with_gaps(frame, 0.2).to_csv(workdir / "data.csv", index=False)
+    args = ("impute", "--emb-dir", "emb", "--input", "data.csv", "-o", "filled.csv", "--seq-len", "16", "-q")
+    assert cli(*args, env={"TSDIFF_IMPUTE__MAX_STEPS": "5"}).exit_code == 0
+    straight = _newest(workdir, "impute")
+    assert cli(*args, env={"TSDIFF_IMPUTE__MAX_STEPS": "2"}).exit_code == 0
+    half = _newest(workdir, "impute")
+    assert read_status(half)["step"] == 2
+    r = cli("impute", "--resume", half, "-q", env={"TSDIFF_IMPUTE__MAX_STEPS": "5"})
+    assert r.exit_code == 0, r.output
+    _assert_same_training_state(straight, half)
+
+
+def test_an_unexpected_exception_leaves_status_failed_with_its_text(cli, workdir, monkeypatch):
+    original = Trainer.train_step
+
+    def broken(self, phase, idx):
+        if self.pos.step == 2:
+            raise RuntimeError("injected fault in step 2")
+        return original(self, phase, idx)
+
+    monkeypatch.setattr(Trainer, "train_step", broken)
+    with pytest.raises(RuntimeError, match="injected fault"):  # a bug keeps its traceback
+        cli("train", write_toml(workdir / "tiny.toml", TINY), "-q")
+    status = read_status((workdir / "runs" / "latest").resolve())
+    assert status["state"] == "failed" and status["error"] == "RuntimeError: injected fault in step 2"
+
+
+def test_sigterm_checkpoints_and_ends_interrupted(cli, workdir, monkeypatch):
+    original = Trainer.train_step
+
+    def terminated(self, phase, idx):
+        if self.pos.step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` would
+        return original(self, phase, idx)
+
+    monkeypatch.setattr(Trainer, "train_step", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    result = cli("train", write_toml(workdir / "tiny.toml", TINY), "-q")
+    assert result.exit_code == 143 and "--resume" in result.stderr
+    run = (workdir / "runs" / "latest").resolve()
+    assert read_status(run)["state"] == "interrupted"
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 4
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only while it is active
+
+
+# --- the budget, on a task whose clock is ours -----------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class Counting(Task):
+    """One parameter; every step costs ``step_s`` of the fake clock, every validation ``val_s``."""
+
+    def __init__(self, clock: Clock, step_s: float, val_s: float, epochs: int = 100, size: int = 4):
+        self.module = torch.nn.Linear(1, 1)
+        self.optimizer = torch.optim.SGD(self.module.parameters(), lr=0.1)
+        self.watch = Watch("val")
+        self.clock, self.step_s, self.val_s, self.epochs, self.size = clock, step_s, val_s, epochs, size
+        self.validations: list[float] = []  # clock time each one ended
+
+    def phases(self):
+        return [Phase("fit", self.epochs, self.size, 2, self._step, validate=self._validate, validate_every=5)]
+
+    def _step(self, idx):
+        self.clock.now += self.step_s
+        loss = self.module(torch.ones(len(idx), 1)).pow(2).mean()
+        return loss, {"loss": loss}
+
+    def _validate(self, check):
+        for _ in range(8):  # a check every eighth of the validation
+            self.clock.now += self.val_s / 8
+            check()
+        self.validations.append(self.clock.now)
+        return {"val": 1.0 / len(self.validations)}
+
+    def signature(self):
+        return "counting"
+
+    def export(self, pos: Position):
+        return dict(self.module.state_dict()), {"format": "tsdiff-test"}
+
+
+def _fit(tmp_path, step_s, val_s, minutes, epochs=100):
+    clock = Clock()
+    task = Counting(clock, step_s, val_s, epochs)
+    run = Run.create(tmp_path / "runs", "test", "t", "")
+    with run.lifecycle("test"):
+        start = clock.now
+        result = Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(max_minutes=minutes), clock=clock).fit()
+    return result, task, clock.now - start, run
+
+
+def test_max_minutes_is_never_overshot_by_more_than_a_step(tmp_path):
+    # 2 steps of 1 s an epoch, a validation every 5 epochs taking 6 s, 1 minute of budget:
+    # validations end at 16, 32, 48 s; then 6 s are kept free, so training stops at 54 s (step 36)
+    # and the last validation ends at 60 s instead of starting at 58 s and ending at 64 s
+    result, task, wall, run = _fit(tmp_path, step_s=1.0, val_s=6.0, minutes=1.0)
+    assert result.reason == "max_minutes 1" and result.steps == 36
+    assert wall <= 60 + 1.0
+    assert task.validations == [1016, 1032, 1048, 1060]
+    evals = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals if e["kind"] == "eval"][-1] == result.steps  # the kept model is the last weights'
+
+
+def test_a_validation_running_past_the_deadline_is_abandoned(tmp_path):
+    # the first validation (its length unknown beforehand) would end at 10 + 30 s > 20 s
+    result, task, wall, run = _fit(tmp_path, step_s=1.0, val_s=30.0, minutes=20 / 60)
+    assert task.validations == [] and wall <= 20 + 30 / 8  # stopped at its first check past the deadline
+    text = (run.path / "metrics.jsonl").read_text()
+    assert "evaluation stopped" in text and read_status(run.path)["state"] == "finished"
+    assert (run.path / "model.safetensors").is_file()  # nothing was chosen: the latest weights are written
+
+
+def test_validations_do_not_change_the_training_random_stream(tmp_path):
+    class Noisy(Counting):
+        def _step(self, idx):
+            loss = (self.module(torch.randn(len(idx), 1)) ** 2).mean()
+            return loss, {"loss": loss}
+
+        def _validate(self, check):
+            torch.randn(1000)  # a validation that draws from the global stream
+            return {"val": 0.0}
+
+    weights = []
+    for every in (1, 3):
+        torch.manual_seed(0)
+        task = Noisy(Clock(), 0, 0, epochs=6)
+        task.phases = lambda t=task, e=every: [Phase("fit", 6, 4, 2, t._step, validate=t._validate, validate_every=e)]
+        run = Run.create(tmp_path / f"r{every}", "test", "t", "")
+        with run.lifecycle("test"):
+            Trainer(task, run, seed=0, grad_clip=1.0).fit()
+        weights.append(task.module.weight.detach().clone())
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_early_stopping_keeps_the_best_weights(tmp_path):
+    class Worsening(Counting):
+        def _validate(self, check):
+            self.validations.append(self.module.weight.detach().clone())
+            return {"val": [3.0, 1.0, 2.0, 2.5, 4.0, 0.5][len(self.validations) - 1]}
+
+    task = Worsening(Clock(), 0, 0)
+    task.watch = Watch("val", patience=2)
+    task.phases = lambda: [Phase("fit", 100, 4, 2, task._step, validate=task._validate)]
+    run = Run.create(tmp_path / "runs", "test", "t", "")
+    with run.lifecycle("test"):
+        result = Trainer(task, run, seed=0, grad_clip=1.0).fit()
+    assert result.reason == "early-stopped after 2 evaluations without a better val" and result.best == 1.0
+    evals = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    evals = [e for e in evals if e["kind"] == "eval"]
+    assert [e["best"] for e in evals] == [True, True, False, False]
+    kept = load_file(str(run.path / "model.safetensors"))
+    assert evals[1]["step"] == 4 and torch.equal(kept["weight"], task.validations[1])
+    assert not torch.equal(task.module.weight.detach(), task.validations[1])  # training went on past it
