@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(config: str, steps: int = 6, samples: int = 512) -> dict:
-    import numpy as np
     import torch
 
     from tsdiff_cli.jobs.architectures import generator_config

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from tsdiff_cli.data.preprocess import preprocess
 from tsdiff_cli.data.regular import place_on_grid

@@ -78,14 +78,14 @@ def train_forecaster(s: Settings, config_name: str, *, update: Update = no_updat
     run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, "forecast", config_name, to_toml(s))
     if on_run is not None:
         on_run(run)
+    trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
+                      device=device, on_step=on_step)
+    if resume is not None:
+        trainer.restore()  # before the lifecycle: a run that cannot be resumed keeps its state
     with run.lifecycle("forecast", resume_hint=f"tsdiff forecast --resume {run.path}"):
         run.note(f"tsdiff {__version__} forecast {config_name}: {'resumed' if resume is not None else 'started'} on {device}")
         if series.filled:
             run.note(f"{series.filled} missing cells filled (last value carried forward, then first carried back)")
-        trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
-                          device=device, on_step=on_step)
-        if resume is not None:
-            trainer.restore()
         fit = trainer.fit()
         run.note(f"training {fit.reason} after {fit.epochs} epochs, {fit.steps} steps, {fit.minutes:.1f} min")
         model.load_state_dict(load_forecaster(run.path)[0].state_dict())  # the kept (best) weights

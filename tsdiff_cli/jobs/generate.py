@@ -86,13 +86,13 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     task = GeneratorTask(settings, cfg, train_windows, quick_real, device, metadata, tst_only=tst_only,
                          sample_bf16=use_bf16(settings.sample.precision, device))
     t = settings.train
+    trainer = Trainer(task, run, seed=t.seed, grad_clip=t.grad_clip, budget=Budget(t.max_steps, t.max_minutes, started),
+                      checkpoint_minutes=t.checkpoint_minutes, bf16=use_bf16(t.precision, device), device=device,
+                      on_step=on_step)
+    if resume is not None:
+        trainer.restore()  # before the lifecycle: a run that cannot be resumed keeps its state
     with run.lifecycle(command, resume_hint=f"tsdiff train --resume {run.path}"):
-        trainer = Trainer(task, run, seed=t.seed, grad_clip=t.grad_clip, budget=Budget(t.max_steps, t.max_minutes, started),
-                          checkpoint_minutes=t.checkpoint_minutes, bf16=use_bf16(t.precision, device), device=device,
-                          on_step=on_step)
-        if resume is not None:
-            trainer.restore()
-        elif tst is not None:
+        if tst is not None:
             task.model.tst.load_state_dict(tst)
             trainer.start_at("diffusion")
             run.log("event", "tst", 0, 0, message=f"TST weights from {tst_from}")

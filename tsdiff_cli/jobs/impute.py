@@ -161,13 +161,13 @@ def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: U
                           noise=p.noise, epochs=p.epochs, patience=p.patience, lr=p.lr, batch_size=p.batch_size,
                           seed=p.seed, metadata=meta)
     run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, "impute", config_name, to_toml(s), latest=False)
+    trainer = Trainer(task, run, seed=p.seed, grad_clip=1.0, budget=Budget(p.max_steps, p.max_minutes, started),
+                      on_step=on_step)
+    if resume is not None:
+        trainer.restore()  # before the lifecycle: a run that cannot be resumed keeps its state
     with run.lifecycle("impute", resume_hint=f"tsdiff impute --resume {run.path}"):
         run.note(f"tsdiff {__version__} impute from {layout.leaf} ({windows} windows, {'cache' if cached else 'files'})"
                  + (": resumed" if resume is not None else ""))
-        trainer = Trainer(task, run, seed=p.seed, grad_clip=1.0, budget=Budget(p.max_steps, p.max_minutes, started),
-                          on_step=on_step)
-        if resume is not None:
-            trainer.restore()
         fit = trainer.fit()
         model.load_state_dict(run_model(run.path, "emb-decoder", "tsdiff impute --emb-dir DIR")[0])  # the best epoch
         preds = decode(model, emb_t)

@@ -210,6 +210,7 @@ class Trainer:
         self.pos = Position()
         self.trained: nn.Module = _Stepper(task.module)
         self._session: float | None = None  # monotonic start of this session's training
+        self._checkpointed_at: int | None = None  # step of this session's last checkpoint
         self._last_checkpoint = self._last_status = clock()
 
     # --- time --------------------------------------------------------------------------------
@@ -276,7 +277,8 @@ class Trainer:
         try:
             reason = self._train()
             self._last_validation(reason)
-            self.checkpoint()
+            if self._checkpointed_at != self.pos.step:
+                self.checkpoint()
             if self.pos.kept_at is None:  # nothing chosen by a validation: the latest weights
                 self._export()
         except KeyboardInterrupt:
@@ -413,6 +415,7 @@ class Trainer:
                  "ema_updates": task.ema.updates if task.ema is not None else None,
                  "signature": task.signature(), "watch_key": task.watch.key if task.watch else None}
         self.run.save_checkpoint(pos.step, tensors, state)
+        self._checkpointed_at = pos.step
         self._last_checkpoint = self.clock()
         self._status()
 
