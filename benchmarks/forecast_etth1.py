@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tsdiff_cli.settings import load_settings
-from tsdiff_cli.jobs.forecast import format_report, train_forecaster
+from tsdiff_cli.jobs.forecast import format_forecast_report, train_forecaster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def main() -> None:
             total = time.time() - t0
             report = result.report
             print(f"\nseed {seed}: training {result.minutes:.1f} min ({result.reason}), whole run {total / 60:.1f} min")
-            print(format_report(report))
+            print(format_forecast_report(report))
             rows.append((report["model"], result.minutes, report["protocol"]["sampling_seconds"], report["protocol"]["steps"]))
     print("\nTargets (mean over seeds" + (f" {args.seeds}" if len(args.seeds) > 1 else f" {args.seeds[0]}") + "):")
     for label, key, ok, text in TARGETS:

@@ -49,7 +49,7 @@ complete -c tsdiff -n '__tsdiff_at pretrain-tst' -l device -x -d '"auto", "cpu" 
 complete -c tsdiff -n '__tsdiff_at pretrain-tst' -s q -l quiet -d 'No progress output'
 complete -c tsdiff -n '__tsdiff_at pretrain-tst' -s h -l help -d 'Show this message and exit'
 complete -c tsdiff -n '__tsdiff_at pretrain-tst' -a '(__fish_complete_suffix .toml)'
-complete -c tsdiff -n '__tsdiff_at train' -l resume -x -a '(__fish_complete_directories)' -d 'Continue this run from its last checkpoint (with its own config.toml)'
+complete -c tsdiff -n '__tsdiff_at train' -l resume -x -a '(__fish_complete_directories)' -d 'Continue this run from its last checkpoint, with its own config.toml; a CONFIG or options may change only budgets, cadences, device, sampling and evaluation settings'
 complete -c tsdiff -n '__tsdiff_at train' -l tst -x -a '(__fish_complete_directories)' -d 'Take the completion TST from this pretrain-tst run instead of training it first'
 complete -c tsdiff -n '__tsdiff_at train' -l epochs -x -d 'Diffusion epochs (overrides [train] epochs)'
 complete -c tsdiff -n '__tsdiff_at train' -l max-minutes -x -d 'Stop cleanly after this many minutes (overrides [train] max_minutes)'

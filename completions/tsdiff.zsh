@@ -50,7 +50,7 @@ _tsdiff_pretrain_tst() {
 
 _tsdiff_train() {
   _arguments \
-    '--resume[Continue this run from its last checkpoint (with its own config.toml)]:directory:_files -/' \
+    '--resume[Continue this run from its last checkpoint, with its own config.toml; a CONFIG or options may change only budgets, cadences, device, sampling and evaluation settings]:directory:_files -/' \
     '--tst[Take the completion TST from this pretrain-tst run instead of training it first]:directory:_files -/' \
     '--epochs[Diffusion epochs (overrides \[train\] epochs)]:value: ' \
     '--max-minutes[Stop cleanly after this many minutes (overrides \[train\] max_minutes)]:value: ' \

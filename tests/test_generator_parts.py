@@ -11,7 +11,8 @@ import torch
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.models.delay import DelayEmbedding, delay_layout
 from tsdiff_cli.models.edm import Denoiser, heun_sample, karras_sigmas, masked_edm_loss
-from tsdiff_cli.models.tst import TST, TSTConfig, complete, fill_tst_inputs, reconstruction_loss
+from tsdiff_cli.models.layers import masked_mse as reconstruction_loss
+from tsdiff_cli.models.tst import TST, TSTConfig, complete, fill_tst_inputs
 from tsdiff_cli.training.loop import EMA
 
 

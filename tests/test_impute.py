@@ -66,13 +66,13 @@ def test_files_are_sorted_numerically_and_cached(tmp_path):
 
 
 def test_tslib_borders_are_those_of_the_tslib_loaders():
-    from tsdiff_cli.data.timekd import tslib_borders, window_count
+    from tsdiff_cli.data.timekd import tslib_borders, embedding_window_count
 
     assert tslib_borders("ett_hour", 17420, 96) == {"train": (0, 8640), "val": (8544, 11520), "test": (11424, 14400)}
     assert tslib_borders("ett_minute", 69680, 96) == {"train": (0, 34560), "val": (34464, 46080), "test": (45984, 57600)}
     # custom 70/10/20 with int(): 1000 rows → 700 / 100 / 200
     assert tslib_borders("custom", 1000, 24) == {"train": (0, 700), "val": (676, 800), "test": (776, 1000)}
-    assert window_count(11424, 14400, 96, 96) == 2785  # the 2 785 test windows of ETTh1 96→96
+    assert embedding_window_count(11424, 14400, 96, 96) == 2785  # the 2 785 test windows of ETTh1 96→96
 
 
 def test_custom_data_reads_embeddings_in_tslib_order_with_the_target_last(cli, workdir):

@@ -81,22 +81,32 @@ def test_an_unexpected_exception_leaves_status_failed_with_its_text(cli, workdir
     assert status["state"] == "failed" and status["error"] == "RuntimeError: injected fault in step 2"
 
 
-def test_sigterm_checkpoints_and_ends_interrupted(cli, workdir, monkeypatch):
-    original = Trainer.train_step
+def test_sigterm_mid_step_checkpoints_a_whole_step_that_resumes_exactly(cli, workdir, monkeypatch):
+    from tsdiff_cli.training.generator import GeneratorTask
 
-    def terminated(self, phase, idx):
-        if self.pos.step == 4:
-            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` would
-        return original(self, phase, idx)
+    tiny = write_toml(workdir / "tiny.toml", TINY)
+    assert cli("train", tiny, "-q").exit_code == 0
+    straight = (workdir / "runs" / "latest").resolve()
+    original, calls = GeneratorTask._diffusion_step, []
 
-    monkeypatch.setattr(Trainer, "train_step", terminated)
+    def terminated(self, idx):
+        calls.append(1)
+        if len(calls) == 2:  # inside the 5th step, as `kill PID` would
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, idx)
+
+    monkeypatch.setattr(GeneratorTask, "_diffusion_step", terminated)
     before = signal.getsignal(signal.SIGTERM)
-    result = cli("train", write_toml(workdir / "tiny.toml", TINY), "-q")
+    result = cli("train", tiny, "-q")
     assert result.exit_code == 143 and "--resume" in result.stderr
     run = (workdir / "runs" / "latest").resolve()
     assert read_status(run)["state"] == "interrupted"
-    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 4
-    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only while it is active
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 5  # the step in progress ended
+    assert signal.getsignal(signal.SIGTERM) == before  # the handlers are the run's only while it is active
+    monkeypatch.setattr(GeneratorTask, "_diffusion_step", original)
+    calls.clear()
+    assert cli("train", "--resume", run, "-q").exit_code == 0
+    _assert_same_training_state(straight, run)
 
 
 # --- the budget, on a task whose clock is ours -----------------------------------------------------
@@ -146,6 +156,7 @@ def _fit(tmp_path, step_s, val_s, minutes, epochs=100):
     task = Counting(clock, step_s, val_s, epochs)
     run = Run.create(tmp_path / "runs", "test", "t", "")
     with run.lifecycle("test"):
+        run.begin("test")
         start = clock.now
         result = Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(max_minutes=minutes), clock=clock).fit()
     return result, task, clock.now - start, run
@@ -153,12 +164,13 @@ def _fit(tmp_path, step_s, val_s, minutes, epochs=100):
 
 def test_max_minutes_is_never_overshot_by_more_than_a_step(tmp_path):
     # 2 steps of 1 s an epoch, a validation every 5 epochs taking 6 s, 1 minute of budget:
-    # validations end at 16, 32, 48 s; then 6 s are kept free, so training stops at 54 s (step 36)
-    # and the last validation ends at 60 s instead of starting at 58 s and ending at 64 s
+    # validations end at 16, 32, 48 s; then a step and a validation (7 s) are kept free, so
+    # training stops at 53 s (step 35) and the last validation ends at 59 s, instead of one
+    # starting at 58 s and ending at 64 s
     result, task, wall, run = _fit(tmp_path, step_s=1.0, val_s=6.0, minutes=1.0)
-    assert result.reason == "max_minutes 1" and result.steps == 36
+    assert result.reason == "max_minutes 1" and result.steps == 35
     assert wall <= 60 + 1.0
-    assert task.validations == [1016, 1032, 1048, 1060]
+    assert task.validations == [1016, 1032, 1048, 1059]
     evals = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals if e["kind"] == "eval"][-1] == result.steps  # the kept model is the last weights'
 
@@ -189,6 +201,7 @@ def test_validations_do_not_change_the_training_random_stream(tmp_path):
         task.phases = lambda t=task, e=every: [Phase("fit", 6, 4, 2, t._step, validate=t._validate, validate_every=e)]
         run = Run.create(tmp_path / f"r{every}", "test", "t", "")
         with run.lifecycle("test"):
+            run.begin("test")
             Trainer(task, run, seed=0, grad_clip=1.0).fit()
         weights.append(task.module.weight.detach().clone())
     assert torch.equal(weights[0], weights[1])
@@ -205,6 +218,7 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
     task.phases = lambda: [Phase("fit", 100, 4, 2, task._step, validate=task._validate)]
     run = Run.create(tmp_path / "runs", "test", "t", "")
     with run.lifecycle("test"):
+        run.begin("test")
         result = Trainer(task, run, seed=0, grad_clip=1.0).fit()
     assert result.reason == "early-stopped after 2 evaluations without a better val" and result.best == 1.0
     evals = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tsdiff_cli.data.timekd import scheme_for, tslib_borders, window_count
+from tsdiff_cli.data.timekd import scheme_for, tslib_borders, embedding_window_count
 
 
 def write_layout(root: Path, frame: pd.DataFrame, name: str, *, seq_len: int, pred_len: int, flag: str,
@@ -30,7 +30,7 @@ def write_layout(root: Path, frame: pd.DataFrame, name: str, *, seq_len: int, pr
     train_end = borders["train"][1]
     z = (values - values[:train_end].mean(0)) / values[:train_end].std(0)
     b1, b2 = borders[flag]
-    count = window_count(b1, b2, seq_len, pred_len)
+    count = embedding_window_count(b1, b2, seq_len, pred_len)
     length = seq_len + pred_len
     rng = np.random.default_rng(seed)
     proj = rng.standard_normal((length, width)) / np.sqrt(length)

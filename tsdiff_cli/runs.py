@@ -48,6 +48,7 @@ CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 CACHE = "cache"
 _POINTER = "latest.json"  # inside checkpoints/: the newest complete checkpoint
+LOCK_FILE = ".lock"  # held (flock) by the one process writing the run; says its pid and host
 #: a folder holding any of these is a run directory
 MARKERS = (CONFIG_FILE, STATUS_FILE, METRICS_FILE)
 LOG_EVERY = 30.0  # seconds between training lines in log.txt
@@ -122,6 +123,45 @@ def run_settings(run: Path, overrides: dict | None = None) -> Settings:
     return load_settings(path, overrides)
 
 
+#: what a resumed run may take from CONFIG, the environment or options: budgets, cadences, where it
+#: runs and how it is judged or sampled. Everything else was fixed when the run began.
+RESUMABLE = {
+    "train": {"epochs", "max_minutes", "max_steps", "eval_every", "eval_samples", "checkpoint_minutes", "device"},
+    "tst": {"epochs"},
+    "sample": {"steps", "churn", "n", "batch_size", "seed", "precision"},
+    "eval": None,  # None: every key
+    "forecast": {"epochs", "max_minutes", "max_steps", "patience", "samples", "steps", "solver", "sample_windows", "device"},
+    "impute": {"epochs", "patience", "max_minutes", "max_steps", "output", "device", "holdout"},
+}
+
+
+def _changes(before: Settings, after: Settings) -> dict[tuple[str, str], tuple[Any, Any]]:
+    old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
+    return {(section, key): (old[section].get(key), value) for section in new for key, value in new[section].items()
+            if old[section].get(key) != value}
+
+
+def resume_settings(run: Path, config: Path | None = None, overrides: dict | None = None) -> Settings:
+    """The settings to continue ``run`` with: its own config.toml, with what ``config``, the
+    environment and ``overrides`` change among :data:`RESUMABLE`; any other change is refused,
+    naming the keys (a CONFIG that differs must not be ignored silently)."""
+    from tsdiff_cli.settings import load_settings
+
+    path = config_path(run)
+    if not path.is_file():
+        raise UserError(run, f"has no {CONFIG_FILE}", "name a run directory made by tsdiff")
+    saved = load_settings(path, environ={})
+    wanted = load_settings(config if config is not None else path, overrides)
+    fixed = [f"[{section}] {key} ({old!r} → {new!r})" for (section, key), (old, new) in _changes(saved, wanted).items()
+             if section not in RESUMABLE or (RESUMABLE[section] is not None and key not in RESUMABLE[section])]
+    if fixed:
+        source = f"{config}, the environment or options" if config is not None else "the environment or options"
+        raise UserError(run, f"cannot continue with other {', '.join(fixed)} from {source}",
+                        "only budgets, cadences, device, sampling and evaluation settings may change on --resume; "
+                        "start a new run for the others")
+    return wanted
+
+
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN and infinities become null, tensors and numpy scalars plain numbers."""
     if hasattr(value, "item") and not isinstance(value, (list, dict)):
@@ -154,13 +194,23 @@ class Terminated(KeyboardInterrupt):
 
 # --- writing -------------------------------------------------------------------------------------
 
+class RunWriteError(UserError):
+    """A run file could not be written (a full disk, a lost mount): one line, not a traceback."""
+
+
 class Run:
+    """One run directory, as its writer sees it. Every write goes through here: an ``OSError``
+    becomes a :class:`RunWriteError` naming the file (the temporary file is removed, the files
+    written before stay as they were)."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self._metrics = None
         self._text = None
         self._last_text: dict[str, float] = {}  # phase → when its last train line was written
+        self._lock: int | None = None
         self.status: dict[str, Any] = {}
+        self.command, self.resume_hint, self.begun = "run", None, False
 
     @classmethod
     def create(cls, runs_dir: Path, command: str, config_name: str, config_text: str, latest: bool = True) -> Run:
@@ -173,11 +223,12 @@ class Run:
         while path.exists():
             k += 1
             path = runs_dir / f"{stamp}-{command}-{config_name}-{k}"
-        (path / CHECKPOINTS).mkdir(parents=True)
-        write_text(config_path(path), config_text)
         run = cls(path)
-        if latest:
-            run.point_latest()
+        with run._writing(path):
+            (path / CHECKPOINTS).mkdir(parents=True)
+            write_text(config_path(path), config_text)
+            if latest:
+                run.point_latest()
         return run
 
     @classmethod
@@ -194,13 +245,26 @@ class Run:
         os.symlink(self.path.name, tmp)
         os.replace(tmp, link)
 
+    @contextmanager
+    def _writing(self, path: Path) -> Iterator[None]:
+        try:
+            yield
+        except UserError:
+            raise
+        except OSError as exc:
+            again = f" and continue with `{self.resume_hint}`" if self.resume_hint else ""
+            raise RunWriteError(path, f"could not be written ({exc.strerror or exc})",
+                                f"free space on that disk (or fix its permissions){again}; "
+                                "the files written before are kept") from None
+
     def log(self, kind: str, phase: str, step: int, epoch: int, **values: Any) -> None:
-        if self._metrics is None:
-            self._metrics = open(metrics_path(self.path), "a", encoding="utf-8")
         record = {"time": round(time.time(), 3), "kind": kind, "phase": phase, "step": step, "epoch": epoch}
         record.update(_clean(values))
-        self._metrics.write(json.dumps(record) + "\n")
-        self._metrics.flush()
+        with self._writing(metrics_path(self.path)):
+            if self._metrics is None:
+                self._metrics = open(metrics_path(self.path), "a", encoding="utf-8")
+            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.flush()
         now = time.monotonic()
         if kind != "train" or now - self._last_text.get(phase, -math.inf) >= LOG_EVERY:
             if kind == "train":
@@ -209,58 +273,141 @@ class Run:
 
     def note(self, text: str) -> None:
         """One timestamped line in log.txt."""
-        if self._text is None:
-            self._text = open(self.path / LOG_FILE, "a", encoding="utf-8")
-        self._text.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {text}\n")
-        self._text.flush()
+        with self._writing(self.path / LOG_FILE):
+            if self._text is None:
+                self._text = open(self.path / LOG_FILE, "a", encoding="utf-8")
+            self._text.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {text}\n")
+            self._text.flush()
 
     def set_status(self, **fields: Any) -> None:
         self.status.update(_clean(fields))
         self.status.setdefault("pid", os.getpid())
         self.status.setdefault("started", round(time.time(), 3))
         self.status["updated"] = round(time.time(), 3)
-        write_text(status_path(self.path), json.dumps(self.status, indent=1) + "\n")
+        with self._writing(status_path(self.path)):
+            write_text(status_path(self.path), json.dumps(self.status, indent=1) + "\n")
+
+    def adopt(self, settings: Settings) -> None:
+        """Record settings a resumed run continues with (see :func:`resume_settings`): config.toml
+        is rewritten and the log says what changed."""
+        from tsdiff_cli.settings import load_settings, to_toml
+
+        saved = load_settings(config_path(self.path), environ={})
+        changes = _changes(saved, settings)
+        if changes:
+            with self._writing(config_path(self.path)):
+                write_text(config_path(self.path), to_toml(settings))
+            self.note("settings changed on resume: " + ", ".join(f"[{s}] {k} {old!r} → {new!r}"
+                                                             for (s, k), (old, new) in changes.items()))
 
     def write_report(self, report: dict) -> Path:
         path = report_path(self.path)
-        write_text(path, json.dumps(_clean(report), indent=1) + "\n")
+        with self._writing(path):
+            write_text(path, json.dumps(_clean(report), indent=1) + "\n")
         return path
 
     def close(self) -> None:
         for name in ("_metrics", "_text"):
-            if getattr(self, name) is not None:
-                getattr(self, name).close()
+            handle = getattr(self, name)
+            if handle is not None:
                 setattr(self, name, None)
+                try:
+                    handle.close()
+                except OSError:
+                    pass
+
+    # --- one writer at a time ------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Hold the run folder for this process (an advisory lock the OS drops when the process
+        dies, so a killed run never leaves a stale one); another process holding it is a
+        :class:`UserError` naming it."""
+        import fcntl
+        import socket
+
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 300).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(self.path, f"is in use by {holder}",
+                            "wait for that process to end (or stop it), then try again") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._lock = fd
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            import fcntl
+
+            os.ftruncate(self._lock, 0)
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            os.close(self._lock)
+            self._lock = None
+
+    def clean_leftovers(self) -> list[str]:
+        """Remove what a process killed mid-write left (its lock is ours now, so no one is writing):
+        temporary files, and checkpoint halves whose other half is missing. Returns their names."""
+        folder = self.path / CHECKPOINTS
+        gone = list(self.path.glob(".*.tmp")) + list(folder.glob(".*.tmp"))
+        weights = {p.stem for p in folder.glob("ckpt-*.safetensors")}
+        sidecars = {p.stem for p in folder.glob("ckpt-*.json")}
+        gone += [folder / f"{name}.safetensors" for name in weights - sidecars]
+        gone += [folder / f"{name}.json" for name in sidecars - weights]
+        for path in gone:
+            path.unlink(missing_ok=True)
+        return [str(p.relative_to(self.path)) for p in gone]
+
+    # --- the lifecycle -------------------------------------------------------------------------
 
     @contextmanager
     def lifecycle(self, command: str, resume_hint: str | None = None) -> Iterator[Run]:
-        """Whatever happens inside, status.json ends as finished, interrupted (Ctrl-C or SIGTERM:
-        :class:`Interrupted`, exit 130 / 143) or failed (with the error text), and the log says so.
+        """Hold the run folder (:meth:`lock`), clear an earlier process's leftovers, and from
+        :meth:`begin` on make sure status.json ends as finished, interrupted (Ctrl-C or SIGTERM:
+        :class:`Interrupted`, exit 130 / 143) or failed (with the error text), the log saying so.
+        What fails before :meth:`begin` (a resume that cannot be) leaves the run as it was.
 
         Code inside that holds state worth keeping (the training loop) saves it on
         ``KeyboardInterrupt`` before letting it through."""
-        self.set_status(state="running", command=command)
+        self.command, self.resume_hint, self.begun = command, resume_hint, False
+        self.lock()
         previous = _on_sigterm()
         try:
+            removed = self.clean_leftovers()
+            if removed:
+                self.note(f"removed what an earlier process left unfinished: {', '.join(removed)}")
             yield self
         except KeyboardInterrupt as exc:
             code = 143 if isinstance(exc, Terminated) else 130
+            if not self.begun:
+                raise Interrupted(f"{self.path}: stopped before it started; nothing changed", code) from None
             self._end("interrupted", "interrupted" + (" (SIGTERM)" if code == 143 else ""))
             kept = f"; continue with `{resume_hint}`" if resume_hint else ""
             raise Interrupted(f"{self.path}: stopped at step {self.status.get('step', 0)}{kept}", code) from None
         except UserError as exc:
-            self._end("failed", str(exc), error=str(exc))
+            if self.begun:
+                self._end("failed", str(exc), error=str(exc))
             raise
         except BaseException as exc:
-            text = f"{type(exc).__name__}: {exc}"
-            self._end("failed", text, error=text)
+            if self.begun:
+                text = f"{type(exc).__name__}: {exc}"
+                self._end("failed", text, error=text)
             raise
         else:
-            self._end("finished", f"stopped: {self.status.get('reason', 'finished')}")
+            if self.begun:
+                self._end("finished", f"stopped: {self.status.get('reason', 'finished')}")
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             self.close()
+            self.unlock()
+
+    def begin(self, text: str) -> None:
+        """The run starts (or resumes) now: status "running", and ``text`` in the log."""
+        self.set_status(state="running", command=self.command)
+        self.note(text)
+        self.begun = True
 
     def _end(self, state: str, message: str, **fields: Any) -> None:
         try:
@@ -268,45 +415,65 @@ class Run:
             phase = self.status.get("phase") or self.status.get("command") or "run"
             self.log("event", str(phase), int(self.status.get("step") or 0), int(self.status.get("epoch") or 0),
                      message=message)
-        except OSError:
+        except UserError:
             pass  # a full disk must not hide the error that ended the run
 
     # --- tensors (torch imported here) ---------------------------------------------------------
 
     def save_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], keep: int = 2) -> None:
-        """Write ``ckpt-<step>.safetensors`` + ``.json`` atomically, then point ``latest.json`` at them."""
+        """Write ``ckpt-<step>.safetensors`` + ``.json`` atomically, then point ``latest.json`` at
+        them, then remove all but the ``keep`` newest."""
         from safetensors.torch import save_file
 
         folder = self.path / CHECKPOINTS
         name = f"ckpt-{step:09d}"
-        with atomic_output(folder / f"{name}.safetensors") as tmp:
-            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-        write_text(folder / f"{name}.json", json.dumps(_clean(state)) + "\n")
-        write_text(folder / _POINTER, json.dumps({"name": name, "step": step}) + "\n")
+        with self._writing(folder / f"{name}.safetensors"):
+            with atomic_output(folder / f"{name}.safetensors") as tmp:
+                save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+            write_text(folder / f"{name}.json", json.dumps(_clean(state)) + "\n")
+            write_text(folder / _POINTER, json.dumps({"name": name, "step": step}) + "\n")
         for old in sorted(folder.glob("ckpt-*.safetensors"))[:-keep]:
-            old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
 
     def load_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The newest readable checkpoint: the one ``latest.json`` names, or else (it is truncated or
+        corrupt) the newest earlier one that reads whole, with a line in the log saying so."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        pointer = self.path / CHECKPOINTS / _POINTER
-        if not pointer.is_file():
-            raise UserError(self.path, "has no checkpoint to resume from", "start a new run")
-        name = json.loads(pointer.read_text())["name"]
-        weights = self.path / CHECKPOINTS / f"{name}.safetensors"
+        folder = self.path / CHECKPOINTS
+        pointer = folder / _POINTER
+        named = None
         try:
-            tensors = load_file(str(weights))
-            state = json.loads(weights.with_suffix(".json").read_text())
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise UserError(weights, f"is not a readable checkpoint ({str(exc).splitlines()[0]})",
-                            "the file is truncated or corrupt; start a new run") from None
-        return tensors, state
+            named = json.loads(pointer.read_text())["name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        candidates = sorted((p.stem for p in folder.glob("ckpt-*.safetensors")), reverse=True)
+        if named in candidates:
+            candidates.remove(named)
+            candidates.insert(0, named)
+        problems = []
+        for name in candidates:
+            weights = folder / f"{name}.safetensors"
+            try:
+                tensors = load_file(str(weights))
+                state = json.loads(weights.with_suffix(".json").read_text())
+            except (SafetensorError, OSError, ValueError) as exc:
+                problems.append(f"{weights.name} ({str(exc).splitlines()[0][:80]})")
+                continue
+            if problems:
+                self.note(f"unreadable checkpoint {'; '.join(problems)}: resuming from {name}")
+            return tensors, state
+        if problems:
+            raise UserError(folder, f"holds no readable checkpoint ({'; '.join(problems)})",
+                            "the files are truncated or corrupt; start a new run")
+        raise UserError(self.path, "has no checkpoint to resume from", "start a new run")
 
     def save_model(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str], name: str = MODEL_FILE) -> Path:
         path = model_path(self.path, name)
-        save_model(path, tensors, metadata)
+        with self._writing(path):
+            save_model(path, tensors, metadata)
         return path
 
 
@@ -351,6 +518,19 @@ def load_model(path: Path, kind: str = "generator", command: str = "tsdiff train
     if metadata.get("format") != f"tsdiff-{kind}":
         raise UserError(path, f"is not a tsdiff {kind}", f"name a run made by `{command.split(' CONFIG')[0]}`")
     return tensors, metadata
+
+
+def model_readable(path: Path) -> bool:
+    """Whether an inference file exists and reads whole (header and every tensor)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for k in f.keys():
+                f.get_tensor(k)
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return False
+    return True
 
 
 def run_model(run: Path, kind: str, command: str, name: str = MODEL_FILE,

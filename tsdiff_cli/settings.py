@@ -157,8 +157,8 @@ class TrainSettings(_Section):
     eval_samples: int = Field(1000, ge=4, description="windows of each quick evaluation: this many sampled against as "
                               "many real windows without gaps (a fixed subset drawn with [eval] seed; fewer when "
                               "the dataset has fewer)")
-    max_minutes: float = Field(0.0, ge=0, description="stop cleanly after this many minutes, quick evaluations included "
-                               "(0: no limit)")
+    max_minutes: float = Field(0.0, ge=0, description="stop cleanly after this many minutes, counted from the start of the "
+                               "command, quick evaluations included (0: no limit)")
     max_steps: int = Field(0, ge=0, description="stop cleanly after this many optimisation steps, both phases (0: no limit)")
     checkpoint_minutes: float = Field(5.0, gt=0, description="write a resumable checkpoint this often")
     seed: int = Field(0, description="seed of initialisation, batches and noise")
@@ -239,7 +239,8 @@ class ImputeSettings(_Section):
     patience: int = Field(10, ge=1, description="epochs without a better validation loss before stopping")
     lr: float = Field(1e-3, gt=0, description="decoder learning rate (AdamW)")
     batch_size: int = Field(64, ge=1, description="windows per decoder step")
-    max_minutes: float = Field(0.0, ge=0, description="stop decoder training after this many minutes (0: no limit)")
+    max_minutes: float = Field(0.0, ge=0, description="stop decoder training after this many minutes, counted from the "
+                               "start of the command (reading the embeddings included; 0: no limit)")
     max_steps: int = Field(0, ge=0, description="stop decoder training after this many optimisation steps (0: no limit)")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="last fraction of the windows used for early stopping")
     samples: int = Field(0, ge=0, description="generator path: 0 fills with the TST completion; K ≥ 10 draws K diffusion "
@@ -295,7 +296,8 @@ class ForecastSettings(_Section):
     batch_size: int = Field(32, ge=1, description="windows per step")
     epochs: int = Field(4, ge=1, description="training epochs (the cosine schedule spans them; ETTh1 overfits after about 4)")
     patience: int = Field(3, ge=1, description="epochs without a better validation loss before stopping")
-    max_minutes: float = Field(0.0, ge=0, description="stop training after this many minutes, validations included (0: no limit)")
+    max_minutes: float = Field(0.0, ge=0, description="stop training after this many minutes, counted from the start of "
+                               "the command, validations included (0: no limit)")
     max_steps: int = Field(0, ge=0, description="stop training after this many optimisation steps (0: no limit)")
     samples: int = Field(100, ge=1, description="forecast samples per window (test evaluation and --run)")
     steps: int = Field(5, ge=1, description="sampling steps of the head (≤ 10)")

@@ -7,6 +7,7 @@ torch): command modules import numpy, pandas, h5py or torch inside their functio
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated
 
 import typer
@@ -24,10 +25,25 @@ from tsdiff_cli.cli import train as train_cmd
 from tsdiff_cli.errors import Interrupted, UserError
 
 
+_started = time.monotonic()
+
+
+def command_started() -> float:
+    """When the running command began (time.monotonic): ``--max-minutes`` counts from here."""
+    return _started
+
+
 class _Group(TyperGroup):
-    """Turns a :class:`UserError` from any command into one line on stderr and exit status 2."""
+    """Turns a :class:`UserError` from any command into one line on stderr and exit status 2, and
+    Ctrl-C outside a run (which says more itself) into one line and exit status 130."""
 
     def invoke(self, ctx):
+        import warnings
+
+        global _started
+        _started = time.monotonic()
+        if not sys.warnoptions:  # a library's notice is not the user's business; `python -W` still shows them
+            warnings.simplefilter("ignore")
         try:
             return super().invoke(ctx)
         except UserError as exc:
@@ -36,6 +52,9 @@ class _Group(TyperGroup):
         except Interrupted as exc:
             typer.echo(f"tsdiff: interrupted: {exc}", err=True)
             raise typer.Exit(exc.code) from None
+        except KeyboardInterrupt:
+            typer.echo("tsdiff: interrupted; no output written", err=True)
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(

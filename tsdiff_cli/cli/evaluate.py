@@ -57,7 +57,7 @@ def evaluate_command(
 
 def _evaluate_imputation(run, real, generated, gaps, imputed, output, quiet) -> None:
     from tsdiff_cli.jobs.evaluate import evaluate_imputation
-    from tsdiff_cli.metrics.imputation import format_report
+    from tsdiff_cli.metrics.imputation import format_imputation_report
 
     if run is not None or generated is not None:
         raise UserError("evaluate", "imputation mode takes --real, --gaps and --imputed only", "drop RUN / --generated")
@@ -68,7 +68,7 @@ def _evaluate_imputation(run, real, generated, gaps, imputed, output, quiet) -> 
     result = evaluate_imputation(real, gaps, imputed, output=output)
     if not quiet:
         report = result.report
-        print(format_report(report))
+        print(format_imputation_report(report))
         if "coverage90" in report["method"]:
             print(f"90 % interval coverage (_q05 … _q95): {report['method']['coverage90']:.3f}")
         print(f"report: {result.output}")

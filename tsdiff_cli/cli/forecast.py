@@ -60,25 +60,23 @@ def forecast_command(
     if config is None and resume is None:
         raise UserError("forecast", "needs CONFIG to train, or --run RUN --input CSV -o PATH to forecast",
                         "e.g. `tsdiff forecast config/etth1-forecast.toml`")
-    if config is not None and resume is not None:
-        raise UserError("--resume", "continues a run with its own config.toml; CONFIG was given as well", "drop CONFIG")
     for name, value in (("--input", input), ("--output", output), ("--all-samples", all_samples)):
         if value is not None:
             raise UserError(name, "only applies with --run RUN", "drop it, or add --run")
-    from tsdiff_cli import STARTED
-    from tsdiff_cli.jobs.forecast import format_report, train_forecaster
-    from tsdiff_cli.runs import report_path, run_settings
+    from tsdiff_cli.cli import command_started
+    from tsdiff_cli.jobs.forecast import format_forecast_report, train_forecaster
+    from tsdiff_cli.runs import report_path, resume_settings
 
-    settings = run_settings(resume, overrides) if resume is not None else load_settings(config, overrides)
+    settings = resume_settings(resume, config, overrides) if resume is not None else load_settings(config, overrides)
 
     def announce(r):
         if not quiet:
             print(f"run: {r.path}", flush=True)
 
     with Reporter(quiet) as rep:
-        result = train_forecaster(settings, config.stem if config is not None else "resumed", update=rep.update,
-                                  on_step=rep.step, on_run=announce, resume=resume, started=STARTED)
+        result = train_forecaster(settings, config.stem if config is not None and resume is None else "resumed", update=rep.update,
+                                  on_step=rep.step, on_run=announce, resume=resume, started=command_started())
     if not quiet:
         print(f"training {result.reason} after {result.epochs} epochs, {result.minutes:.1f} min")
-        print(format_report(result.report))
+        print(format_forecast_report(result.report))
         print(f"report: {report_path(result.run)}")

@@ -34,30 +34,27 @@ def impute_command(
     hides some observed values and prints MAE / MSE / RMSE on them (z-space) beside the mean,
     last-observation and linear-interpolation baselines.
     """
-    from tsdiff_cli import STARTED
+    from tsdiff_cli.cli import command_started
     from tsdiff_cli.cli._progress import Reporter
-    from tsdiff_cli.metrics.imputation import format_report
+    from tsdiff_cli.metrics.imputation import format_imputation_report
     from tsdiff_cli.runs import report_path
-    from tsdiff_cli.errors import UserError
     from tsdiff_cli.jobs.impute import impute
-    from tsdiff_cli.runs import run_settings
+    from tsdiff_cli.runs import resume_settings
     from tsdiff_cli.settings import load_settings
 
     overrides = {"impute": {"input": input, "output": output, "emb_dir": emb_dir, "model": model, "samples": samples, "start_sigma": start_sigma,
                             "holdout": holdout, "pred_len": pred_len, "flag": flag, "seq_len": seq_len,
                             "borders": borders, "decoder": decoder, "steps": steps, "seed": seed, "device": device}}
-    if resume is not None and config is not None:
-        raise UserError("--resume", "continues a run with its own settings; CONFIG was given as well", "drop CONFIG")
-    settings = run_settings(resume, overrides) if resume is not None else load_settings(config, overrides)
+    settings = resume_settings(resume, config, overrides) if resume is not None else load_settings(config, overrides)
     name = config.stem if config is not None else (Path(str(settings.impute.input)).stem or "input")
     with Reporter(quiet) as rep:
-        result = impute(settings, name, rep.update, rep.step, resume=resume, started=STARTED)
+        result = impute(settings, name, rep.update, rep.step, resume=resume, started=command_started())
     if quiet:
         return
     for line in result.notes:
         print(line)
     if result.report is not None:
-        print(format_report(result.report))
+        print(format_imputation_report(result.report))
         print(f"report: {report_path(result.run)}")
     elif result.output is not None:
         print(f"filled {result.filled} values; wrote {result.output}"

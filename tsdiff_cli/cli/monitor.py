@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from tsdiff_cli.runs import latest_link
+
 
 def monitor_command(
-    run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory, runs/latest (followed to each newer run) or a runs folder.")] = Path("runs/latest"),
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory, runs/latest (followed to each newer run) or a runs folder.")] = latest_link(Path("runs")),
     once: Annotated[bool, typer.Option("--once", help="Print a summary (state, progress, latest and best scores) and exit; the default when stdout is not a terminal.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between looks at the run's files (0.1 to 60).")] = 1.0,
     linear: Annotated[bool, typer.Option("--linear", help="Start with linear chart axes (default: log; press l to switch).")] = False,
@@ -41,6 +43,8 @@ def monitor_command(
 
         state = RunState(target)
         state.refresh(budget=float("inf"))
+        if state.gone:  # deleted while being read: what was read is not the run's state
+            raise UserError(run, "was deleted while it was being read", "check the path; there is no run to show")
         print_summary(state)
         return
     from tsdiff_cli.monitor.app import MonitorApp

@@ -15,15 +15,16 @@ def _config_name(config: Path | None) -> str:
 
 
 def _run(config: Path | None, resume: Path | None, tst: Path | None, overrides: dict, quiet: bool, tst_only: bool) -> None:
-    from tsdiff_cli import STARTED
+    from tsdiff_cli.cli import command_started
     from tsdiff_cli.cli._progress import Reporter
     from tsdiff_cli.jobs.generate import train_generator
-    from tsdiff_cli.runs import run_settings
+    from tsdiff_cli.runs import resume_settings
     from tsdiff_cli.settings import load_settings
 
     if config is None and resume is None:
         raise UserError("train", "needs CONFIG (or --resume RUN)", "e.g. `tsdiff train config/stock.toml`")
-    settings = run_settings(resume, overrides) if resume is not None else load_settings(config, overrides)
+    # resuming: the run's own settings, changed only where CONFIG / environment / options may
+    settings = resume_settings(resume, config, overrides) if resume is not None else load_settings(config, overrides)
     command = "pretrain-tst" if tst_only else "train"
 
     def announce(run):
@@ -32,7 +33,7 @@ def _run(config: Path | None, resume: Path | None, tst: Path | None, overrides: 
 
     with Reporter(quiet) as rep:
         result = train_generator(settings, _config_name(config), command=command, tst_only=tst_only, resume=resume,
-                                 tst_from=tst, on_step=rep.step, on_run=announce, started=STARTED)
+                                 tst_from=tst, on_step=rep.step, on_run=announce, started=command_started())
     if not quiet:
         best = f"; best quick disc. score {result.best_disc:.4f}" if result.best_disc is not None else ""
         print(f"{command} {result.reason} after {result.steps} steps, {result.minutes:.1f} min{best}\nrun: {result.run}")
@@ -40,7 +41,7 @@ def _run(config: Path | None, resume: Path | None, tst: Path | None, overrides: 
 
 def train_command(
     config: Annotated[Optional[Path], typer.Argument(metavar="CONFIG", help="TOML settings (presets in config/).", show_default=False)] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run from its last checkpoint (with its own config.toml).", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run from its last checkpoint, with its own config.toml; a CONFIG or options may change only budgets, cadences, device, sampling and evaluation settings.", show_default=False)] = None,
     tst: Annotated[Optional[Path], typer.Option("--tst", help="Take the completion TST from this pretrain-tst run instead of training it first.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Diffusion epochs (overrides [train] epochs).", show_default=False)] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop cleanly after this many minutes (overrides [train] max_minutes).", show_default=False)] = None,

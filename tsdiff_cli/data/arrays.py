@@ -1,11 +1,17 @@
-"""Reading windows (N, T, F) for comparison: npy, a tsdiff HDF5 file, or a CSV / Parquet file of
-stacked windows (one row per window and step, with ``window`` and ``step`` columns)."""
+"""Windows (N, T, F) in files: reading them for comparison (npy, a tsdiff HDF5 file, or a CSV /
+Parquet file of stacked windows: one row per window and step, with ``window`` and ``step``
+columns) and writing them batch by batch, so that memory stays bounded whatever their number.
+
+Samples written by tsdiff record the scaler of the data they imitate (HDF5 attribute ``scaler``;
+for .npy a sidecar ``<file>.npy.json``), so that a comparison with a scaled dataset file can
+bring both into one space."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import numpy as np
 
@@ -13,15 +19,27 @@ from tsdiff_cli.data.scaling import Scaler
 from tsdiff_cli.errors import UserError
 
 WINDOW_COLUMN, STEP_COLUMN = "window", "step"
+OUTPUT_SUFFIXES = (".csv", ".parquet", ".pq", ".h5", ".hdf5", ".npy")
 
 
 @dataclass
 class WindowSet:
     values: np.ndarray  # (N, T, F) float32
     columns: list[str] | None  # feature names, when the file has them
-    scaler: Scaler | None  # set when the values are in a tsdiff dataset's scaled space
+    scaler: Scaler | None  # the scaler of the data these windows are (or imitate), when known
     path: Path
     what: str  # which part of the file was read
+    scaled: bool = False  # values in ``scaler``'s scaled space (a dataset file) rather than original units
+
+    @property
+    def units_known(self) -> bool:
+        """Original units that can be scaled: named columns, or a recorded scaler."""
+        return not self.scaled and (self.scaler is not None or self.columns is not None)
+
+
+def sidecar(path: Path) -> Path:
+    """Where the scaler and columns of an .npy file of windows are recorded."""
+    return path.with_name(path.name + ".json")
 
 
 def gap_free(windows: np.ndarray) -> np.ndarray:
@@ -63,7 +81,14 @@ def _from_npy(path: Path) -> WindowSet:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise UserError(path, f"cannot be read as .npy ({exc})", "save it with numpy.save") from None
-    return WindowSet(_as_windows(path, array), None, None, path, "array")
+    columns, scaler = None, None
+    if sidecar(path).is_file():
+        try:
+            info = json.loads(sidecar(path).read_text())
+            columns, scaler = info.get("columns"), Scaler.from_json(info["scaler"]) if info.get("scaler") else None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(sidecar(path), f"cannot be read ({exc})", "delete it, or write the samples again") from None
+    return WindowSet(_as_windows(path, array), columns, scaler, path, "array")
 
 
 def _from_h5(path: Path) -> WindowSet:
@@ -72,11 +97,12 @@ def _from_h5(path: Path) -> WindowSet:
     try:
         with h5py.File(path, "r") as f:
             columns = json.loads(f.attrs["columns"]) if "columns" in f.attrs else None
-            if "observed" in f and "scaler" in f.attrs:  # a tsdiff dataset: the ground truth
+            scaler = Scaler.from_json(f.attrs["scaler"]) if "scaler" in f.attrs else None
+            if "observed" in f and scaler is not None:  # a tsdiff dataset: the ground truth
                 name = "target" if "target" in f else "observed"
-                return WindowSet(_as_windows(path, f[name][()]), columns, Scaler.from_json(f.attrs["scaler"]), path, name)
-            if "samples" in f:
-                return WindowSet(_as_windows(path, f["samples"][()]), columns, None, path, "samples")
+                return WindowSet(_as_windows(path, f[name][()]), columns, scaler, path, name, scaled=True)
+            if "samples" in f:  # tsdiff samples are in original units, with the scaler of their data
+                return WindowSet(_as_windows(path, f["samples"][()]), columns, scaler, path, "samples")
             arrays = [k for k, v in f.items() if isinstance(v, h5py.Dataset) and v.ndim in (2, 3)]
             if len(arrays) != 1:
                 raise UserError(path, f"has datasets {sorted(f.keys())}, none named 'samples' or 'target'",
@@ -107,36 +133,116 @@ def _from_table(path: Path) -> WindowSet:
     return WindowSet(_as_windows(path, values), features, None, path, "stacked windows")
 
 
-def write_windows(path: Path | str, values: np.ndarray, columns: list[str], attrs: dict | None = None) -> Path:
-    """Write windows (N, T, F) atomically as .csv / .parquet (stacked, with ``window`` and ``step``
-    columns), .h5 (dataset ``samples``, attribute ``columns``) or .npy, chosen by the suffix."""
-    from tsdiff_cli.atomic import atomic_output, ensure_writable
+def estimated_bytes(suffix: str, n: int, t: int, f: int) -> int:
+    """About how many bytes ``n`` windows of (t, f) take as a file of type ``suffix`` (generous)."""
+    if suffix in (".npy", ".h5", ".hdf5"):
+        return 4 * n * t * f + 4096
+    if suffix == ".csv":
+        return n * t * (13 * f + 12) + 4096  # %.6g values, window and step numbers
+    return n * t * (5 * f + 16) + 4096  # parquet: float32 values, compressed window and step columns
 
-    path = ensure_writable(Path(path), "output")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq", ".h5", ".hdf5", ".npy"):
-        raise UserError(path, "unknown output type", "use .csv, .parquet, .h5 or .npy")
-    with atomic_output(path) as tmp:
-        if suffix == ".npy":
-            with open(tmp, "wb") as fh:
-                np.save(fh, values.astype(np.float32))
-        elif suffix in (".h5", ".hdf5"):
+
+class WindowWriter:
+    """Write ``n`` windows of (t, features) to ``path`` batch by batch: memory holds one batch,
+    the file appears only when every window is in it (a temporary file renamed at the end), and
+    a request the disk cannot hold is refused before anything is written.
+
+    .csv / .parquet: stacked windows (``window``, ``step``, then the columns); .h5: dataset
+    ``samples`` with attributes ``columns``, ``scaler`` and ``attrs``; .npy: the array, with the
+    columns and scaler in ``<file>.npy.json``."""
+
+    def __init__(self, path: Path, n: int, t: int, columns: list[str], scaler: Scaler | None = None,
+                 attrs: dict | None = None):
+        from tsdiff_cli.atomic import ensure_writable
+
+        self.path = ensure_writable(Path(path), "output")
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in OUTPUT_SUFFIXES:
+            raise UserError(self.path, "unknown output type", "use .csv, .parquet, .h5 or .npy")
+        self.n, self.t, self.columns, self.scaler, self.attrs = n, t, columns, scaler, attrs or {}
+        from tsdiff_cli.resources import require_disk
+
+        require_disk(self.path, estimated_bytes(self.suffix, n, t, len(columns)), f"{n} windows as {self.suffix}",
+                     "ask for fewer windows (-n) or write to a disk with room")
+        self.done = 0
+
+    def __enter__(self) -> WindowWriter:
+        from tsdiff_cli.atomic import atomic_output
+
+        self._atomic = atomic_output(self.path)
+        self.tmp = self._atomic.__enter__()
+        f = len(self.columns)
+        if self.suffix == ".npy":
+            self._out = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=(self.n, self.t, f))
+        elif self.suffix in (".h5", ".hdf5"):
             import h5py
 
-            with h5py.File(tmp, "w") as f:
-                f.create_dataset("samples", data=values.astype(np.float32))
-                f.attrs["columns"] = json.dumps(columns)
-                for k, v in (attrs or {}).items():
-                    f.attrs[k] = v
+            self._file = h5py.File(self.tmp, "w")
+            self._out = self._file.create_dataset("samples", shape=(self.n, self.t, f), dtype=np.float32,
+                                                  chunks=(max(1, min(self.n, 1024)), self.t, f))
+            self._file.attrs["columns"] = json.dumps(self.columns)
+            if self.scaler is not None:
+                self._file.attrs["scaler"] = self.scaler.to_json()
+            for k, v in self.attrs.items():
+                self._file.attrs[k] = v
+        elif self.suffix == ".csv":
+            self._file = open(self.tmp, "w", encoding="utf-8", newline="")
+            self._file.write(",".join([WINDOW_COLUMN, STEP_COLUMN, *self.columns]) + "\n")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            fields = [pa.field(WINDOW_COLUMN, pa.int64()), pa.field(STEP_COLUMN, pa.int64())]
+            fields += [pa.field(c, pa.float32()) for c in self.columns]
+            self._file = pq.ParquetWriter(self.tmp, pa.schema(fields))
+        return self
+
+    def write(self, batch: np.ndarray) -> None:
+        b = len(batch)
+        lo = self.done
+        if self.suffix in (".npy", ".h5", ".hdf5"):
+            self._out[lo:lo + b] = batch.astype(np.float32)
         else:
             import pandas as pd
 
-            n, t, f = values.shape
-            frame = pd.DataFrame(values.reshape(n * t, f), columns=columns)
-            frame.insert(0, STEP_COLUMN, np.tile(np.arange(t), n))
-            frame.insert(0, WINDOW_COLUMN, np.repeat(np.arange(n), t))
-            if suffix == ".csv":
-                frame.to_csv(tmp, index=False, float_format="%.6g")
+            rows = batch.reshape(b * self.t, -1)
+            frame = pd.DataFrame(rows if self.suffix == ".csv" else rows.astype(np.float32), columns=self.columns)
+            frame.insert(0, STEP_COLUMN, np.tile(np.arange(self.t), b))
+            frame.insert(0, WINDOW_COLUMN, np.repeat(np.arange(lo, lo + b), self.t))
+            if self.suffix == ".csv":
+                frame.to_csv(self._file, index=False, header=False, float_format="%.6g")
             else:
-                frame.to_parquet(tmp, index=False)
-    return path
+                import pyarrow as pa
+
+                self._file.write_table(pa.Table.from_pandas(frame, preserve_index=False))
+        self.done += b
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        outcome = (kind, exc, tb)
+        try:
+            if self.suffix == ".npy":
+                self._out.flush()
+                del self._out
+            else:
+                self._file.close()
+            if kind is None and self.done != self.n:
+                raise RuntimeError(f"{self.done} of {self.n} windows were written")
+        except BaseException as err:
+            self._atomic.__exit__(*(outcome if kind else (type(err), err, err.__traceback__)))
+            raise
+        self._atomic.__exit__(*outcome)  # renames on success, removes the temporary file otherwise
+        if kind is None and self.suffix == ".npy":
+            from tsdiff_cli.atomic import write_text
+
+            write_text(sidecar(self.path), json.dumps({"columns": self.columns, "units": "original",
+                                                      "scaler": self.scaler.to_json() if self.scaler else None,
+                                                      **self.attrs}) + "\n")
+
+
+def write_windows(path: Path | str, values: np.ndarray, columns: list[str], attrs: dict | None = None,
+                  scaler: Scaler | None = None) -> Path:
+    """Write windows (N, T, F) in one go (see :class:`WindowWriter`)."""
+    n, t, _ = values.shape
+    with WindowWriter(Path(path), n, t, columns, scaler, attrs) as out:
+        out.write(values)
+    return out.path

@@ -22,10 +22,11 @@ from tsdiff_cli.data.gappy import _looks_like_time
 from tsdiff_cli.data.sources import _numeric_column, read_frame, resolve_source
 from tsdiff_cli.data.timekd import scheme_for, tslib_borders
 from tsdiff_cli.errors import UserError
+from tsdiff_cli.metrics.imputation import fill_locf
 
 
 @dataclass
-class Series:
+class ForecastSeries:
     values: np.ndarray  # (rows, V) float64, original units, gaps filled
     columns: list[str]
     times: pd.DatetimeIndex | None
@@ -35,17 +36,8 @@ class Series:
     missing: np.ndarray  # (rows, V) bool: where the file had no value
 
 
-def fill_series_gaps(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Last observation carried forward, then next observation carried backward (vectorised)."""
-    missing = np.isnan(values)
-    if not missing.any():
-        return values, 0
-    frame = pd.DataFrame(values).ffill().bfill()
-    return frame.to_numpy(), int(missing.sum())
-
-
 def read_series(source: str | Path, columns: list[str] | None = None, time_column: str | None = None,
-                where: str = "[forecast] data", frame: pd.DataFrame | None = None) -> Series:
+                where: str = "[forecast] data", frame: pd.DataFrame | None = None) -> ForecastSeries:
     """Read a CSV / Parquet file (or a shipped dataset name) with an optional date column; a
     caller that has already read the file passes its ``frame``.
 
@@ -85,8 +77,7 @@ def read_series(source: str | Path, columns: list[str] | None = None, time_colum
             raise UserError(path, f"date column '{time_column}' does not increase at line {row + 2} "
                             f"({times[row - 1]} then {times[row]})", "sort the rows by date and drop duplicates")
     missing = np.isnan(values)
-    values, filled = fill_series_gaps(values)
-    return Series(values, list(columns), times, time_column, filled, path, missing)
+    return ForecastSeries(fill_locf(values), list(columns), times, time_column, int(missing.sum()), path, missing)
 
 
 def split_borders(name: str, rows: int, seq_len: int, pred_len: int, split: str = "auto") -> dict[str, tuple[int, int]]:

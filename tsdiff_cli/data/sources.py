@@ -6,7 +6,10 @@ constant column, a missing time column) is a :class:`UserError` naming the file 
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import re
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -61,11 +64,15 @@ def read_frame(path: Path) -> pd.DataFrame:
         raise UserError(path, "unknown file type", "use a .csv or .parquet file")
     if path.stat().st_size == 0:
         raise UserError(path, "the file is empty", "name a file with a header row and data rows")
+    parquet = name.endswith((".parquet", ".pq"))
     try:
-        if name.endswith((".parquet", ".pq")):
+        if parquet:
+            _check_names(path, _parquet_names(path))
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
+            sep = "\t" if name.endswith(".tsv") else _delimiter(path)
+            _check_names(path, _header(path, sep))
+            frame = pd.read_csv(path, sep=sep)
     except pd.errors.EmptyDataError:
         raise UserError(path, "the file is empty", "name a file with a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
@@ -77,6 +84,62 @@ def read_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
+_SEPARATORS = (",", ";", "\t", "|")
+
+
+def _first_line(path: Path) -> str:
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+        return fh.readline()
+
+
+def _delimiter(path: Path) -> str:
+    """The column separator: a comma, unless the header holds none and another separator
+    (";", tab, "|") splits it into columns."""
+    header = _first_line(path)
+    counts = {sep: header.count(sep) for sep in _SEPARATORS}
+    if counts[","] == 0 and max(counts.values()) > 0:
+        return max(counts, key=counts.get)
+    return ","
+
+
+def _header(path: Path, sep: str) -> list[str]:
+    return next(csv.reader([_first_line(path).rstrip("\r\n")], delimiter=sep), [])
+
+
+def _parquet_names(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def _check_names(path: Path, names: list[str]) -> None:
+    """Two columns of one name would be renamed silently ("a", "a.1"): refused, naming them."""
+    twice = [n for n, k in Counter(n.strip() for n in names).items() if k > 1 and n.strip()]
+    if twice:
+        where = "; ".join(f"'{n}' (columns {', '.join(str(i + 1) for i, m in enumerate(names) if m.strip() == n)})"
+                          for n in twice)
+        raise UserError(path, f"has duplicate column names: {where}", "give every column its own name")
+
+
+def _line(path: Path, row: int) -> str:
+    return f"line {row + 2}" if not path.name.lower().endswith((".parquet", ".pq")) else f"row {row}"
+
+
+def _check_finite(path: Path, name: str, values: np.ndarray, raw: pd.Series) -> np.ndarray:
+    """Infinite values would make an infinite scaler and corrupt every window they touch."""
+    bad = np.isinf(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        shown = raw.iloc[row]
+        shown = repr(shown) if isinstance(shown, str) else f"{float(shown):g}"
+        raise UserError(path, f"column '{name}' holds {int(bad.sum())} infinite value(s) (e.g. {shown} on "
+                        f"{_line(path, row)})", "replace them with empty cells to mark them missing, or fix the values")
+    return values
+
+
 def _numeric_column(path: Path, frame: pd.DataFrame, name: str) -> np.ndarray:
     column = frame[name]
     if pd.api.types.is_bool_dtype(column) or not (
@@ -85,20 +148,19 @@ def _numeric_column(path: Path, frame: pd.DataFrame, name: str) -> np.ndarray:
         raise UserError(path, f"column '{name}' is not numeric ({column.dtype})",
                         "drop it with [data] columns = [...] or name it as [data] time_column")
     if pd.api.types.is_numeric_dtype(column):
-        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+        return _check_finite(path, name, column.to_numpy(dtype=np.float64, na_value=np.nan), column)
     converted = pd.to_numeric(column, errors="coerce")
     text = column.astype("string").str.strip()
     bad = converted.isna() & column.notna() & (text != "")
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        where = f"line {row + 2}" if path.suffix.lower() != ".parquet" else f"row {row}"
-        raise UserError(
-            path,
-            f"column '{name}' is not numeric (e.g. {column.iloc[row]!r} on {where})",
-            "if it holds timestamps set [data] time_column = "
-            f"\"{name}\", otherwise drop it with [data] columns = [...]",
-        )
-    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+        value = str(column.iloc[row]).strip()
+        if re.fullmatch(r"[-+]?\d+,\d+", value):
+            fix = "it is written with a decimal comma; write decimal points (e.g. " + value.replace(",", ".") + ")"
+        else:
+            fix = f"if it holds timestamps set [data] time_column = \"{name}\", otherwise drop it with [data] columns = [...]"
+        raise UserError(path, f"column '{name}' is not numeric (e.g. {column.iloc[row]!r} on {_line(path, row)})", fix)
+    return _check_finite(path, name, converted.to_numpy(dtype=np.float64, na_value=np.nan), column)
 
 
 def read_table(source: str, columns: list[str] | None = None, time_column: str | None = None) -> Table:

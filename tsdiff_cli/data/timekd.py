@@ -49,7 +49,7 @@ def tslib_borders(scheme: str, rows: int, seq_len: int) -> dict[str, tuple[int, 
     return {"train": (0, n_train), "val": (n_train - seq_len, n_train + n_val), "test": (rows - n_test - seq_len, rows)}
 
 
-def window_count(border1: int, border2: int, seq_len: int, pred_len: int) -> int:
+def embedding_window_count(border1: int, border2: int, seq_len: int, pred_len: int) -> int:
     return max(border2 - border1 - seq_len - pred_len + 1, 0)
 
 
@@ -205,7 +205,7 @@ def check_count(layout: Layout, windows: int, rows: int, seq_len: int, scheme: s
         need = f"{b2} rows" if b2 > rows else f"seq_len {seq_len} to fit before row {b1 + seq_len}"
         raise UserError(where, f"has {rows} rows, but the {scheme} borders of the {layout.flag} split need {need}",
                         "name the CSV the embeddings were made from, or set --borders")
-    expected = window_count(b1, b2, seq_len, layout.pred_len)
+    expected = embedding_window_count(b1, b2, seq_len, layout.pred_len)
     if windows != expected:
         hint = ""
         if layout.flag == "train" and b2 - b1 - layout.pred_len + 1 - windows > 0:

@@ -45,8 +45,8 @@ def evaluate_run(run: Path, settings: Settings, *, quick: bool = False, plots: P
     scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=rs.sample.seed,
                                    batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
                                    precision=rs.sample.precision, callback=lambda done, total: update(label, done, total))
-    real = WindowSet(ds.target, ds.columns, None, dataset, "target")
-    generated = WindowSet(scaled, ds.columns, None, run, "samples")
+    real = WindowSet(ds.target, ds.columns, ds.scaler, dataset, "target", scaled=True)
+    generated = WindowSet(scaled, ds.columns, ds.scaler, run, "samples", scaled=True)
     return _write(_score(real, generated, settings, quick, plots, update, str(dataset), str(run)), out)
 
 

@@ -20,13 +20,14 @@ import pandas as pd
 import torch
 
 from tsdiff_cli import __version__
-from tsdiff_cli.data.forecast import (ForecastWindows, Series, calendar_freq, infer_freq, read_series, row_phase,
+from tsdiff_cli.data.forecast import (ForecastSeries, ForecastWindows, calendar_freq, infer_freq, read_series, row_phase,
                                       split_borders)
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.jobs import Update, no_update
 from tsdiff_cli.metrics.forecast import forecast_scores, gaussian_scores
 from tsdiff_cli.models.forecast_baselines import Ridge, residual_spread, seasonal_naive
 from tsdiff_cli.models.forecaster import ForecastConfig, Forecaster
+from tsdiff_cli.resources import require_memory
 from tsdiff_cli.runs import Run, run_model
 from tsdiff_cli.settings import Settings, to_toml
 from tsdiff_cli.training.device import resolve_device
@@ -69,6 +70,9 @@ def train_forecaster(s: Settings, config_name: str, *, update: Update = no_updat
     t0 = series.times[0] if series.times is not None else None
     phase = torch.from_numpy(row_phase(series.times, t0, freq, p.cycle, rows))
     wins = {flag: ForecastWindows(z, b1, b2, p.seq_len, p.pred_len) for flag, (b1, b2) in borders.items()}
+    # the test evaluation holds every sample of every test window (and a copy for the quantiles)
+    require_memory("[forecast] samples", 2 * 4 * p.samples * len(wins["test"]) * p.pred_len * n_vars,
+                   f"{p.samples} samples of {len(wins['test'])} test windows", "lower [forecast] samples")
 
     torch.manual_seed(p.seed)
     device = resolve_device(p.device)
@@ -80,10 +84,12 @@ def train_forecaster(s: Settings, config_name: str, *, update: Update = no_updat
         on_run(run)
     trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
                       device=device, on_step=on_step)
-    if resume is not None:
-        trainer.restore()  # before the lifecycle: a run that cannot be resumed keeps its state
     with run.lifecycle("forecast", resume_hint=f"tsdiff forecast --resume {run.path}"):
-        run.note(f"tsdiff {__version__} forecast {config_name}: {'resumed' if resume is not None else 'started'} on {device}")
+        if resume is not None:
+            trainer.restore()  # before begin(): a run that cannot be resumed keeps its state
+            run.adopt(s)
+        how = f"resumed from step {trainer.pos.step}" if resume is not None else "started"
+        run.begin(f"tsdiff {__version__} forecast {config_name}: {how} on {device}")
         if series.filled:
             run.note(f"{series.filled} missing cells filled (last value carried forward, then first carried back)")
         fit = trainer.fit()
@@ -135,7 +141,7 @@ METRIC_LABELS = (("mse_median", "MSE med"), ("mae_median", "MAE med"), ("mse_mea
                  ("crps_probts", "CRPS ProbTS"), ("nmae_probts", "NMAE"), ("coverage50", "cov 50%"), ("coverage90", "cov 90%"))
 
 
-def format_report(report: dict) -> str:
+def format_forecast_report(report: dict) -> str:
     """The model and the baselines side by side, one row each."""
     rows = [("tsdiff forecaster", report["model"])] + [(f"{k} + Gaussian", v) for k, v in report["baselines"].items()]
     width = max(len(name) for name, _ in rows)
@@ -171,7 +177,7 @@ def _all(windows: ForecastWindows) -> tuple[np.ndarray, np.ndarray]:
     return x.numpy(), y.numpy()
 
 
-def _metadata(cfg: ForecastConfig, series: Series, mean: np.ndarray, std: np.ndarray, freq, t0) -> dict[str, str]:
+def _metadata(cfg: ForecastConfig, series: ForecastSeries, mean: np.ndarray, std: np.ndarray, freq, t0) -> dict[str, str]:
     return {"format": "tsdiff-forecaster", "config": cfg.to_json(), "columns": json.dumps(series.columns),
             "time_column": json.dumps(series.time_column), "mean": json.dumps(mean.tolist()), "std": json.dumps(std.tolist()),
             "freq_ns": json.dumps(None if freq is None else int(freq / pd.Timedelta(1, "ns"))),
@@ -265,6 +271,8 @@ def forecast_from_run(run: Path, input: Path, output: Path, samples: int, steps:
     phase = torch.from_numpy(row_phase(times, info["t0"], freq, cfg.cycle, cfg.seq_len)[:1])
     device_ = next(model.parameters()).device
     gen = torch.Generator(device=device_).manual_seed(seed)
+    require_memory("--samples", 8 * 4 * samples * cfg.pred_len * cfg.n_vars, f"{samples} samples",
+                   "ask for fewer --samples")
     draws, _ = model.sample(x.to(device_), samples, steps, phase.to(device_), generator=gen, solver=solver)
     draws = draws[:, 0].float().cpu().numpy() * info["std"] + info["mean"]  # (K, H, V), original units
     if times is not None:

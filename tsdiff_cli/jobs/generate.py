@@ -70,33 +70,37 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     train_windows = ds.observed[ds.split == SPLITS["train"]]
     if len(train_windows) == 0:
         raise UserError(settings.data.output, "has no training windows", "lower [data] val_fraction / test_fraction")
+    if resume is not None and tst_from is not None:
+        raise UserError("--tst", "takes the TST of a pretrain-tst run into a new run; a resumed run keeps its own",
+                        "drop --tst, or start a new run")
     tst = _pretrained_tst(tst_from, cfg) if tst_from is not None else None
-    if resume is not None:
-        run = Run.open(resume)
-        tst_only = (read_status(run.path) or {}).get("command") == "pretrain-tst"
+    if resume is not None:  # a pretrain-tst run resumes as one (the checkpoint's phases say so too)
+        tst_only = (read_status(resume) or {}).get("command") == "pretrain-tst"
         command = "pretrain-tst" if tst_only else command
-    else:
-        run = Run.create(settings.train.runs_dir, command, config_name, to_toml(settings))
-    if on_run:
-        on_run(run)
     metadata = {"columns": json.dumps(ds.columns), "scaler": ds.scaler.to_json(),
                 "dataset": str(Path(settings.data.output).resolve()),
                 "data_settings": json.dumps(settings.data.model_dump(mode="json")), "tsdiff_version": __version__}
     quick_real = quick_reference(ds.target, settings.train.eval_samples, settings.eval.seed)
     task = GeneratorTask(settings, cfg, train_windows, quick_real, device, metadata, tst_only=tst_only,
                          sample_bf16=use_bf16(settings.sample.precision, device))
+    run = Run.open(resume) if resume is not None else Run.create(settings.train.runs_dir, command, config_name,
+                                                                 to_toml(settings))
+    if on_run:
+        on_run(run)
     t = settings.train
     trainer = Trainer(task, run, seed=t.seed, grad_clip=t.grad_clip, budget=Budget(t.max_steps, t.max_minutes, started),
                       checkpoint_minutes=t.checkpoint_minutes, bf16=use_bf16(t.precision, device), device=device,
                       on_step=on_step)
-    if resume is not None:
-        trainer.restore()  # before the lifecycle: a run that cannot be resumed keeps its state
     with run.lifecycle(command, resume_hint=f"tsdiff train --resume {run.path}"):
+        if resume is not None:
+            trainer.restore()  # before begin(): a run that cannot be resumed keeps its state
+            run.adopt(settings)
+        how = f"resumed from step {trainer.pos.step}" if resume is not None else "started"
+        run.begin(f"tsdiff {__version__} {command} {config_name}: {how} on {device}")
         if tst is not None:
             task.model.tst.load_state_dict(tst)
             trainer.start_at("diffusion")
             run.log("event", "tst", 0, 0, message=f"TST weights from {tst_from}")
-        run.note(f"tsdiff {__version__} {command} {config_name}: {'resumed' if resume is not None else 'started'} on {device}")
         if t.eval_every and not task.quick and not tst_only:
             run.log("event", "diffusion", trainer.pos.step, trainer.pos.epoch,
                     message="quick evaluations off: fewer than 4 real windows without gaps; the last EMA weights are kept")
@@ -132,18 +136,23 @@ def load_generator(run: Path, device: torch.device) -> tuple[Generator, dict[str
 
 def sample_from_run(run: Path, n: int, *, steps: int, seed: int, batch_size: int, churn: float = 0.0,
                     device: str = "auto", precision: str = "auto", callback=None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """``n`` windows from a run: (scaled in [0, 1], original units, metadata)."""
+    """``n`` windows from a run, all in memory: (scaled in [0, 1], original units, metadata)."""
     from tsdiff_cli.data.scaling import Scaler
     from tsdiff_cli.models.generator import sample_windows
 
-    if n < 1:
-        raise UserError("-n", f"{n} windows requested", "ask for at least 1")
-    dev = resolve_device(device)
-    model, meta = load_generator(run, dev)
+    model, meta, dev = _sampler(run, n, device)
     scaled = sample_windows(model, n, steps=steps, churn=churn, seed=seed, batch_size=batch_size, device=dev,
                             bf16=use_bf16(precision, dev), callback=callback)
     original = Scaler.from_json(meta["scaler"]).inverse(scaled.astype(np.float64))
     return scaled, original, meta
+
+
+def _sampler(run: Path, n: int, device: str) -> tuple[Generator, dict[str, str], torch.device]:
+    if n < 1:
+        raise UserError("-n", f"{n} windows requested", "ask for at least 1")
+    dev = resolve_device(device)
+    model, meta = load_generator(run, dev)
+    return model, meta, dev
 
 
 @dataclass
@@ -154,15 +163,20 @@ class Samples:
 
 def sample(run: Path, output: Path, overrides: dict | None = None, update: Update = no_update) -> Samples:
     """``tsdiff sample``: windows from ``run`` with its ``[sample]`` settings (and ``overrides``)
-    written to ``output`` (.csv / .parquet / .h5 / .npy) in original units and column names."""
-    from tsdiff_cli.atomic import ensure_writable
-    from tsdiff_cli.data.arrays import write_windows
+    written to ``output`` (.csv / .parquet / .h5 / .npy) in original units and column names,
+    one sampling batch at a time (memory does not grow with the number of windows)."""
+    from tsdiff_cli.data.arrays import WindowWriter
+    from tsdiff_cli.data.scaling import Scaler
+    from tsdiff_cli.models.generator import sample_in_batches
 
     s = run_settings(run, overrides)  # -n 0 is refused by [sample] n itself (n ≥ 1), naming the option
-    ensure_writable(output, "output")
-    label = f"sampling {s.sample.n} windows"
-    _, original, meta = sample_from_run(run, s.sample.n, steps=s.sample.steps, seed=s.sample.seed,
-                                        batch_size=s.sample.batch_size, churn=s.sample.churn, device=s.train.device,
-                                        precision=s.sample.precision, callback=lambda done, total: update(label, done, total))
-    write_windows(output, original, json.loads(meta["columns"]), {"run": str(run), "seed": s.sample.seed, "steps": s.sample.steps})
-    return Samples(Path(output), original.shape)
+    p = s.sample
+    model, meta, dev = _sampler(run, p.n, s.train.device)
+    scaler, columns = Scaler.from_json(meta["scaler"]), json.loads(meta["columns"])
+    label = f"sampling {p.n} windows"
+    with WindowWriter(output, p.n, model.cfg.seq_len, columns, scaler, {"run": str(run), "seed": p.seed, "steps": p.steps}) as out:
+        for batch in sample_in_batches(model, p.n, steps=p.steps, churn=p.churn, seed=p.seed, batch_size=p.batch_size,
+                                    device=dev, bf16=use_bf16(p.precision, dev),
+                                    callback=lambda done, total: update(label, done, total)):
+            out.write(scaler.inverse(batch.astype(np.float64)))
+    return Samples(out.path, (p.n, model.cfg.seq_len, model.cfg.features))

@@ -163,11 +163,12 @@ def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: U
     run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, "impute", config_name, to_toml(s), latest=False)
     trainer = Trainer(task, run, seed=p.seed, grad_clip=1.0, budget=Budget(p.max_steps, p.max_minutes, started),
                       on_step=on_step)
-    if resume is not None:
-        trainer.restore()  # before the lifecycle: a run that cannot be resumed keeps its state
     with run.lifecycle("impute", resume_hint=f"tsdiff impute --resume {run.path}"):
-        run.note(f"tsdiff {__version__} impute from {layout.leaf} ({windows} windows, {'cache' if cached else 'files'})"
-                 + (": resumed" if resume is not None else ""))
+        if resume is not None:
+            trainer.restore()  # before begin(): a run that cannot be resumed keeps its state
+            run.adopt(s)
+        run.begin(f"tsdiff {__version__} impute from {layout.leaf} ({windows} windows, {'cache' if cached else 'files'})"
+                  + (f": resumed from step {trainer.pos.step}" if resume is not None else ""))
         fit = trainer.fit()
         model.load_state_dict(run_model(run.path, "emb-decoder", "tsdiff impute --emb-dir DIR")[0])  # the best epoch
         preds = decode(model, emb_t)
@@ -225,6 +226,11 @@ def _from_generator(s: Settings, table: GappyTable, update: Update) -> ImputeRes
         filled = (scaler.inverse(filled01) - mean) / std
         notes = [f"filled with the TST completion of {p.model}"]
     else:
+        from tsdiff_cli.resources import require_memory
+
+        # K inpaintings of every row (float32), their float64 copy, the median and the two bands
+        require_memory("--samples", p.samples * rows * len(wanted) * (4 + 8 * 4), f"{p.samples} inpaintings of {rows} rows",
+                       "ask for fewer --samples, or split the file")
         out = inpaint(model, x01, p.samples, steps=p.steps, seed=p.seed, batch_size=p.batch, start_sigma=p.start_sigma or None,
                       callback=lambda d, n: update(f"inpainting ×{p.samples}", d, n))
         draws = (scaler.inverse(out[:, 0].cpu().double().numpy()) - mean) / std  # (K, R, F) z-space
@@ -266,6 +272,7 @@ def _finish(s: Settings, table: GappyTable, perm: list[int], run, truth, gappy, 
         if run is None:
             run = Run.create(p.runs_dir, "impute", Path(str(p.model)).resolve().name, to_toml(s), latest=False)
             with run.lifecycle("impute"):
+                run.begin(f"tsdiff {__version__} impute: judging {p.model} on {table.path}")
                 run.log("eval", "impute", 0, 0, **scores)
                 run.write_report(report)
         else:  # inside the training run's lifecycle

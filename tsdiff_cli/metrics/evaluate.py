@@ -44,10 +44,11 @@ class Prepared:
 def prepare(real: WindowSet, generated: WindowSet) -> Prepared:
     """Check the two sets can be compared and bring them into the same [0, 1] space.
 
-    Generated windows in original units (a table with column names) are scaled with the real
-    dataset's scaler when the real side is a tsdiff dataset; otherwise, when the real values are
-    not already within [0, 1], both sets are min-max scaled with the real data's per-feature
-    range, the space the metrics were designed for.
+    When one side is a tsdiff dataset (scaled) and the other is in original units that are known
+    (named columns, or samples that recorded their scaler), the latter is scaled with the
+    dataset's scaler. When neither says its units and their ranges plainly differ, they are not
+    compared. Otherwise, when the real values are not already within [0, 1], both sets are min-max
+    scaled with the real data's per-feature range, the space the metrics were designed for.
     """
     r, g = real.values, generated.values
     if r.shape[1:] != g.shape[1:]:
@@ -57,8 +58,9 @@ def prepare(real: WindowSet, generated: WindowSet) -> Prepared:
         share = np.isnan(g).any(axis=(1, 2)).mean()
         raise UserError(generated.path, f"generated windows contain NaN ({100 * share:.1f} % of windows)",
                         "generated data must be complete; check the generator")
-    if not np.isfinite(g).all():
-        raise UserError(generated.path, "generated windows contain infinite values", "check the generator")
+    for side, values in ((generated, g), (real, r)):
+        if np.isinf(values).any():
+            raise UserError(side.path, "windows contain infinite values", "replace them; the metrics need finite data")
     complete = gap_free(r)
     dropped = int((~complete).sum())
     r = r[complete]
@@ -67,20 +69,45 @@ def prepare(real: WindowSet, generated: WindowSet) -> Prepared:
         raise UserError(which.path, f"has {n} complete windows; at least 4 are needed", "give more windows")
 
     scaling = "as given"
-    if real.scaler is not None and generated.scaler is None and generated.columns is not None:
-        if real.columns is not None and generated.columns != real.columns:
-            if sorted(generated.columns) != sorted(real.columns):
-                raise UserError(generated.path, f"columns {generated.columns} differ from the real data's "
-                                f"{real.columns}", "compare the same variables")
-            g = g[:, :, [generated.columns.index(c) for c in real.columns]]
-        g = real.scaler.transform(g.astype(np.float64)).astype(np.float32)
+    if real.scaled and generated.units_known:
+        g = _to_scaled(generated, g, real)
         scaling = f"generated scaled with the real dataset's {real.scaler.kind} scaler"
+    elif generated.scaled and real.units_known:
+        r = _to_scaled(real, r, generated)
+        scaling = f"real scaled with the generated dataset's {generated.scaler.kind} scaler"
+    else:
+        _check_same_units(real, r, generated, g)
     if r.min() < -1e-6 or r.max() > 1 + 1e-6:
         lo, hi = r.min(axis=(0, 1)), r.max(axis=(0, 1))
         span = np.where(hi > lo, hi - lo, 1.0)
         r, g = (r - lo) / span, (g - lo) / span
         scaling = "min-max scaled with the real data's per-feature range"
     return Prepared(np.ascontiguousarray(r, np.float32), np.ascontiguousarray(g, np.float32), scaling, dropped)
+
+
+def _to_scaled(side: WindowSet, values: np.ndarray, dataset: WindowSet) -> np.ndarray:
+    """``values`` of ``side`` (original units) in the scaled space of ``dataset``, columns matched by name."""
+    if side.columns is not None and dataset.columns is not None and side.columns != dataset.columns:
+        if sorted(side.columns) != sorted(dataset.columns):
+            raise UserError(side.path, f"columns {side.columns} differ from the dataset's {dataset.columns}",
+                            "compare the same variables")
+        values = values[:, :, [side.columns.index(c) for c in dataset.columns]]
+    return dataset.scaler.transform(values.astype(np.float64)).astype(np.float32)
+
+
+def _check_same_units(real: WindowSet, r: np.ndarray, generated: WindowSet, g: np.ndarray) -> None:
+    """Refuse two sets whose value ranges differ by orders of magnitude: they are in different
+    units (e.g. a dataset scaled to [0, 1] against samples in prices), and every score would say
+    so rather than anything about the generator."""
+    (r_lo, r_hi), (g_lo, g_hi) = np.percentile(r, [1, 99]), np.percentile(g, [1, 99])
+    span = max(r_hi - r_lo, 1e-12)
+    ratio = (g_hi - g_lo) / span
+    offset = abs((g_lo + g_hi) - (r_lo + r_hi)) / 2 / span
+    if ratio > 20 or ratio < 0.05 or offset > 10:
+        raise UserError(generated.path, f"values lie in {g_lo:.4g} … {g_hi:.4g} but the real windows ({real.path}) in "
+                        f"{r_lo:.4g} … {r_hi:.4g} (1st–99th percentiles): they are not in the same units",
+                        "compare the two in one space: `tsdiff sample` writes original units and records the scaler "
+                        "(.h5, .npy.json, or named columns in .csv / .parquet), which a dataset file is then scaled back from")
 
 
 def _summary(values: list[float]) -> dict:

@@ -117,7 +117,7 @@ def score_filling(filled: np.ndarray, truth: np.ndarray, mask: np.ndarray, gappy
     return report
 
 
-def format_report(report: dict, label: str = "imputed") -> str:
+def format_imputation_report(report: dict, label: str = "imputed") -> str:
     """The report as a small table: method and baselines, MAE / MSE / RMSE (z-space)."""
     rows = [(label, report["method"])] + [(f"baseline: {k}", v) for k, v in report["baselines"].items()]
     extra = "crps" in report["method"]

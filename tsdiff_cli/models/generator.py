@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -65,11 +65,11 @@ class Generator(nn.Module):
         return ((self.embed.to_series(images) + 1) / 2).clamp(0, 1)
 
 
-@torch.inference_mode()
-def sample_windows(model: Generator, n: int, *, steps: int = 18, churn: float = 0.0, seed: int = 0,
+def sample_in_batches(model: Generator, n: int, *, steps: int = 18, churn: float = 0.0, seed: int = 0,
                    batch_size: int = 512, device: str | torch.device = "cpu", bf16: bool = False,
-                   callback: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """``n`` regular windows (n, T, F) in [0, 1] from the model's denoiser (Heun, EDM Alg. 2).
+                   callback: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+    """``n`` regular windows in [0, 1] from the model's denoiser (Heun, EDM Alg. 2), yielded
+    ``batch_size`` at a time as (b, T, F) arrays, so that any ``n`` fits in memory.
 
     ``bf16`` runs the U-Net under bfloat16 autocast; the sampler's state, the preconditioning and
     the projection stay in float32/float64, and the network's output is scaled by c_out ≤ σ, so
@@ -77,15 +77,18 @@ def sample_windows(model: Generator, n: int, *, steps: int = 18, churn: float = 
     gen = torch.Generator().manual_seed(seed)
     side, features = model.embed.side, model.cfg.features
     model.eval()
-    out = []
-    done = 0
     batches = -(-n // batch_size)
     for b in range(batches):
-        size = min(batch_size, n - done)
-        noise = torch.randn(size, features, side, side, generator=gen).to(device)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            images = heun_sample(model.denoiser, noise, steps, churn=churn, generator=gen,
-                                 callback=None if callback is None else (lambda i, s, b=b: callback(b * s + i, batches * s)))
-        out.append(model.to_windows(images).cpu())
-        done += size
-    return torch.cat(out).numpy()
+        size = min(batch_size, n - b * batch_size)
+        with torch.inference_mode():
+            noise = torch.randn(size, features, side, side, generator=gen).to(device)
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                images = heun_sample(model.denoiser, noise, steps, churn=churn, generator=gen,
+                                     callback=None if callback is None else (lambda i, s, b=b: callback(b * s + i, batches * s)))
+            out = model.to_windows(images).cpu().numpy()
+        yield out
+
+
+def sample_windows(model: Generator, n: int, **kwargs) -> np.ndarray:
+    """``n`` windows (n, T, F) in [0, 1] at once (see :func:`sample_in_batches` for the arguments)."""
+    return np.concatenate(list(sample_in_batches(model, n, **kwargs)))

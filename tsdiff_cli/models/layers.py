@@ -7,6 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the entries where ``target`` is not NaN (the observed values)."""
+    mask = ~torch.isnan(target)
+    diff = torch.where(mask, prediction - torch.nan_to_num(target), torch.zeros_like(prediction))
+    return diff.pow(2).sum() / mask.sum().clamp_min(1)
+
+
 class Dropout(nn.Module):
     """Inverted dropout (Srivastava et al. 2014): zero each value with probability ``p``, scale the
     rest by 1 / (1 − p). On CPU the mask is drawn with ``torch.rand``, about twice as fast as

@@ -113,13 +113,6 @@ class TST(nn.Module):
         return torch.sigmoid(self.out(h))
 
 
-def reconstruction_loss(prediction: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-    """MSE over observed values only."""
-    mask = ~torch.isnan(observed)
-    diff = torch.where(mask, prediction - torch.nan_to_num(observed), torch.zeros_like(prediction))
-    return diff.pow(2).sum() / mask.sum().clamp_min(1)
-
-
 def masked_inputs(observed: torch.Tensor, rate: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """The masking objective of Zerveas et al. (KDD 2021, §3.1), with independent point masks:
     a fraction ``rate`` of the observed values is hidden from the input and only they are scored.

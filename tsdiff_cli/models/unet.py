@@ -83,7 +83,7 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
-class Attention(nn.Module):
+class SpatialAttention(nn.Module):
     def __init__(self, ch: int, head_channels: int):
         super().__init__()
         self.heads = max(1, ch // head_channels)
@@ -111,14 +111,14 @@ class UNet(nn.Module):
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_blocks):
                 self.down.append(nn.ModuleList([ResBlock(ch, ch0 * mult, emb_dim, cfg.dropout)]
-                                                + ([Attention(ch0 * mult, cfg.heads_channels)] if res in cfg.attn_resolutions else [])))
+                                                + ([SpatialAttention(ch0 * mult, cfg.heads_channels)] if res in cfg.attn_resolutions else [])))
                 ch = ch0 * mult
                 skips.append(ch)
             if level < len(cfg.channel_mult) - 1:
                 self.down.append(nn.ModuleList([nn.AvgPool2d(2)]))
                 skips.append(ch)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.dropout), Attention(ch, cfg.heads_channels),
+        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.dropout), SpatialAttention(ch, cfg.heads_channels),
                                   ResBlock(ch, ch, emb_dim, cfg.dropout)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
@@ -126,7 +126,7 @@ class UNet(nn.Module):
                 block = [ResBlock(ch + skips.pop(), ch0 * mult, emb_dim, cfg.dropout)]
                 ch = ch0 * mult
                 if res in cfg.attn_resolutions:
-                    block.append(Attention(ch, cfg.heads_channels))
+                    block.append(SpatialAttention(ch, cfg.heads_channels))
                 if level > 0 and i == cfg.num_blocks:
                     block.append(nn.Upsample(scale_factor=2, mode="nearest"))
                     res *= 2

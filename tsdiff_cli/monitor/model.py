@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tsdiff_cli.monitor.series import Goal, Series, best_index, goal_for
-from tsdiff_cli.monitor.tail import JsonlTail
+from tsdiff_cli.monitor.tail import JsonlTail, visible, visible_values
 from tsdiff_cli.runs import config_path, metrics_path, read_config_text, read_status, status_path
 
 STALE_AFTER = 60.0  # seconds without a heartbeat (and no process) before "running" reads "stale"
@@ -180,7 +180,7 @@ class RunState:
         status = read_status(self.path)
         if status is None:
             return False  # missing, or caught mid-write by a writer that is not atomic: next time
-        self.status = status
+        self.status = visible_values(status)
         return True
 
     def _read_config(self) -> bool:
@@ -195,8 +195,14 @@ class RunState:
         try:
             self.config, self.config_error = tomllib.loads(self.config_text), None
         except tomllib.TOMLDecodeError as exc:
-            self.config, self.config_error = {}, str(exc)
+            self.config, self.config_error = {}, visible(str(exc))
+        self.config_text = "\n".join(visible(line) for line in self.config_text.split("\n"))
         return True
+
+    @property
+    def gone(self) -> bool:
+        """The run folder no longer exists (deleted while being watched)."""
+        return not self.path.is_dir()
 
     def _ingest(self, records: list[dict]) -> None:
         for rec in records:
@@ -284,6 +290,8 @@ class RunState:
         return max(times) if times else None
 
     def state(self) -> str:
+        if self.gone:
+            return "gone"
         return run_state(self.status, self.last_seen(), self.clock(), self.tail.exists)
 
     def detail(self) -> str:

@@ -13,7 +13,7 @@ from tsdiff_cli.runs import METRICS_FILE, STATUS_FILE
 
 STATE_STYLE = {
     "running": "bold green", "finished": "bold blue", "failed": "bold red", "interrupted": "bold yellow",
-    "stale": "bold magenta", "starting": "bold cyan",
+    "stale": "bold magenta", "starting": "bold cyan", "gone": "bold red",
 }
 
 
@@ -44,6 +44,8 @@ def state_text(run: RunState) -> Text:
     detail = run.detail()
     if state == "stale":
         detail = "no heartbeat for over a minute and its process is gone"
+    elif state == "gone":
+        detail = "the run folder was deleted"
     elif state == "starting":
         detail = f"waiting for the run to write {STATUS_FILE} or {METRICS_FILE}"
     if detail:

@@ -11,11 +11,35 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CHUNK_BYTES = 2 << 20  # bytes parsed per read: keeps memory flat and a UI responsive on huge files
 _FINGERPRINT = 64  # bytes just before the read position, compared on every read
+# a control character written the only way JSON allows (\u001b…): rare, so records are only
+# cleaned when a chunk holds one
+_ESCAPED_CONTROL = re.compile(rb"\\u00[01][0-9a-fA-F]|\\u00[89][0-9a-fA-F]|\\u007[fF]")
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters (escape sequences, bells, carriage returns…) written out
+    as ``\\x1b``-style escapes, so that nothing read from a file can drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def visible_values(value: Any) -> Any:
+    """:func:`visible` applied to every string (keys too) inside a JSON value."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {visible(k): visible_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [visible_values(v) for v in value]
+    return value
 
 
 @dataclass
@@ -104,6 +128,8 @@ class JsonlTail:
         numbered = [i for i, line in enumerate(lines) if line and not line.isspace()]
         records: list[dict] = []
         self._parse_range(lines, numbered, 0, len(numbered), first, records)
+        if _ESCAPED_CONTROL.search(complete):
+            records = [visible_values(r) for r in records]
         return records
 
     def _parse_range(self, lines: list[str], numbered: list[int], lo: int, hi: int, first: int, out: list) -> None:
@@ -130,5 +156,5 @@ class JsonlTail:
 
     def _bad(self, line_number: int, text: str) -> None:
         self.bad_lines += 1
-        text = text.strip()
+        text = visible(text.strip())
         self.last_bad = (line_number, text if len(text) <= 60 else text[:57] + "...")

@@ -9,14 +9,8 @@ from collections.abc import Callable
 import torch
 
 from tsdiff_cli.models.emb_decoder import EmbDecoder
+from tsdiff_cli.models.layers import masked_mse
 from tsdiff_cli.training.loop import Phase, Position, StepOutput, Task, Watch
-
-
-def masked_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the entries where ``target`` is not NaN."""
-    mask = ~torch.isnan(target)
-    diff = torch.where(mask, prediction - torch.nan_to_num(target), torch.zeros_like(prediction))
-    return diff.pow(2).sum() / mask.sum().clamp_min(1)
 
 
 class EmbDecoderTask(Task):

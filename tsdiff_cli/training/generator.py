@@ -18,7 +18,8 @@ import torch
 from tsdiff_cli.data.arrays import gap_free
 from tsdiff_cli.models.edm import masked_edm_loss, sample_sigma
 from tsdiff_cli.models.generator import Generator, GeneratorConfig, sample_windows
-from tsdiff_cli.models.tst import complete, masked_inputs, reconstruction_loss
+from tsdiff_cli.models.layers import masked_mse
+from tsdiff_cli.models.tst import complete, masked_inputs
 from tsdiff_cli.runs import MODEL_FILE, TST_FILE
 from tsdiff_cli.settings import Settings
 from tsdiff_cli.training.loop import EMA, Phase, Position, StepOutput, Task, Watch
@@ -85,7 +86,7 @@ class GeneratorTask(Task):
         """The TST's prediction for a batch and its reconstruction loss (masking objective)."""
         inputs, targets = masked_inputs(obs, self.s.tst.mask_rate, self.noise)
         pred = self.model.tst(inputs).float()
-        return pred, reconstruction_loss(pred, targets)
+        return pred, masked_mse(pred, targets)  # the TST learns from observed (or hidden) values only
 
     def _tst_step(self, idx: torch.Tensor) -> StepOutput:
         _, loss = self._tst(self.observed[idx.to(self.device)])

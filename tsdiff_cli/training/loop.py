@@ -35,6 +35,7 @@ from __future__ import annotations
 import abc
 import json
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -44,7 +45,7 @@ import torch
 from torch import nn
 
 from tsdiff_cli.errors import UserError
-from tsdiff_cli.runs import CHECKPOINTS, MODEL_FILE, Run
+from tsdiff_cli.runs import CHECKPOINTS, MODEL_FILE, Run, Terminated, model_path, model_readable
 
 StepOutput = tuple[torch.Tensor, dict[str, Any]]  # (objective to minimise, values to log)
 OnStep = Callable[[dict], None]  # progress: phase, epoch, epochs, batch, batches, step and the logged values
@@ -108,6 +109,7 @@ class Position:
     validation_seconds: float | None = None  # how long the last one took
     kept_at: int | None = None  # step whose weights the watch put in the inference file
     stopped: str | None = None  # why training ended early (the run is complete)
+    validate_due: bool = False  # the epoch just ended wants a validation that has not happened yet
 
 
 @dataclass
@@ -210,7 +212,9 @@ class Trainer:
         self.pos = Position()
         self.trained: nn.Module = _Stepper(task.module)
         self._session: float | None = None  # monotonic start of this session's training
-        self._checkpointed_at: int | None = None  # step of this session's last checkpoint
+        self._saved: dict | None = None  # the position the last checkpoint holds
+        self._step_seconds = 0.0  # how long the last optimizer step took
+        self._signal: int | None = None  # SIGINT / SIGTERM received: stop after the step in progress
         self._last_checkpoint = self._last_status = clock()
 
     # --- time --------------------------------------------------------------------------------
@@ -223,6 +227,8 @@ class Trainer:
         return 60 * self.budget.max_minutes - self.elapsed() if self.budget.max_minutes else math.inf
 
     def _check(self) -> None:
+        """Called by validations in their long loops: stops them at a signal or at the deadline."""
+        self._stop_if_asked()
         if self._time_left() < 0:
             raise OutOfTime()
 
@@ -230,11 +236,34 @@ class Trainer:
         b = self.budget
         if b.max_steps and self.pos.step >= b.max_steps:
             return f"max_steps {b.max_steps}"
-        # leave the last validation time to end by the deadline, once its duration is known
-        reserve = (self.pos.validation_seconds or 0.0) if phase.validate is not None else 0.0
+        # once a validation's duration is known, stop early enough for one more step and the
+        # last validation to end by the deadline
+        reserve = self.pos.validation_seconds + self._step_seconds if phase.validate and self.pos.validation_seconds else 0.0
         if b.max_minutes and self._time_left() <= reserve:
             return f"max_minutes {b.max_minutes:g}"
         return None
+
+    # --- signals: the step in progress ends, then a checkpoint ------------------------------------
+
+    def _on_signal(self, signum, frame) -> None:
+        if self._signal is not None:  # asked twice: stop now
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        self._signal = signum
+
+    def _stop_if_asked(self) -> None:
+        if self._signal is not None:
+            raise Terminated() if self._signal == signal.SIGTERM else KeyboardInterrupt()
+
+    def _catch_signals(self) -> dict:
+        """Ctrl-C and SIGTERM set a flag the loop reads between steps, so that the checkpoint
+        written on the way out holds a whole step (main thread only)."""
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread: signals stay as they are
+                break
+        return previous
 
     # --- one optimizer step --------------------------------------------------------------------
 
@@ -274,19 +303,24 @@ class Trainer:
         checkpoint and the inference file (unless the watch already keeps a better one)."""
         self._session = self.budget.since if self.budget.since is not None else self.clock()
         self._last_checkpoint = self._last_status = self.clock()
+        previous = self._catch_signals()
         try:
             reason = self._train()
             self._last_validation(reason)
-            if self._checkpointed_at != self.pos.step:
+            if self._saved != _snapshot(self.pos):
                 self.checkpoint()
             if self.pos.kept_at is None:  # nothing chosen by a validation: the latest weights
                 self._export()
+            self._check_export()
         except KeyboardInterrupt:
             self.checkpoint()
             raise
         except Diverged as exc:
             raise UserError(self.run.path, f"{exc}; the last good checkpoint is kept in {self.run.path / CHECKPOINTS}",
                             self.task.diverged_fix) from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         minutes = self.elapsed() / 60
         self._status(reason=reason, minutes=round(minutes, 2))
         return FitResult(reason, self.pos.step, self.pos.epoch, minutes, self.pos.best)
@@ -298,15 +332,22 @@ class Trainer:
         for i in range(pos.phase, len(self.phases)):
             phase = self.phases[i]
             pos.phase = i
-            while pos.epoch < phase.epochs:
+            while True:
+                if pos.validate_due and self._validate(phase):
+                    return self._stop_early()
+                if pos.epoch >= phase.epochs:
+                    break
                 batches = self._batches(phase, pos.epoch)
                 while pos.batch < len(batches):
+                    self._stop_if_asked()
                     reason = self._out_of_budget(phase)
                     if reason:
                         return reason
+                    started = self.clock()
                     values = self.train_step(phase, batches[pos.batch])
                     pos.batch += 1
                     pos.step += 1
+                    self._step_seconds = self.clock() - started
                     if pos.step % phase.log_every == 0 or pos.batch == len(batches):
                         self._log("train", phase.name, **values)
                     if self.on_step is not None:
@@ -319,19 +360,22 @@ class Trainer:
                         self._status()
                 pos.epoch += 1
                 pos.batch = 0
+                pos.validate_due = phase.validate is not None and (pos.epoch % phase.validate_every == 0
+                                                                    or pos.epoch == phase.epochs)
                 self._status()
-                if phase.validate is not None and (pos.epoch % phase.validate_every == 0 or pos.epoch == phase.epochs):
-                    if self._validate(phase):
-                        w = self.task.watch
-                        pos.stopped = f"early-stopped after {w.patience} evaluations without a better {w.metric}"
-                        pos.phase = len(self.phases)
-                        return pos.stopped
-            # the phase is complete: a checkpoint from here on resumes with the next one
+            # the phase is complete: a checkpoint from here on resumes with the next one, whose
+            # validations (if any) start afresh
             pos.phase = i + 1
             if pos.phase < len(self.phases):
-                pos.epoch, pos.batch = 0, 0
+                pos.epoch, pos.batch, pos.best, pos.stale, pos.kept_at = 0, 0, None, 0, None
             self.checkpoint()
         return "finished"
+
+    def _stop_early(self) -> str:
+        w = self.task.watch
+        self.pos.stopped = f"early-stopped after {w.patience} evaluations without a better {w.metric}"
+        self.pos.phase = len(self.phases)
+        return self.pos.stopped
 
     def _last_validation(self, reason: str) -> None:
         """A budget-stopped phase that validates ends with a validated model (unless it just was)."""
@@ -340,14 +384,16 @@ class Trainer:
             phase = self.phases[pos.phase]
             trained = pos.epoch > 0 or pos.batch > 0
             if phase.validate is not None and trained and pos.validated_at != pos.step:
-                self._validate(phase)
+                self._validate(phase, counts=False)
 
-    def _validate(self, phase: Phase) -> bool:
+    def _validate(self, phase: Phase, counts: bool = True) -> bool:
         """Run the phase's validation, log it, keep the weights if they are the best; True when
-        patience has run out."""
+        patience has run out. A validation that does not ``count`` (the one made because the
+        budget stopped the run mid-epoch) may keep weights but does not spend patience."""
         pos = self.pos
         if self._time_left() <= 0:
             self._log("event", phase.name, message="evaluation skipped: the time budget is spent")
+            pos.validate_due, pos.validated_at = False, pos.step
             return False
         started = self.clock()
         self.task.module.eval()
@@ -358,9 +404,10 @@ class Trainer:
         except OutOfTime:
             self._log("event", phase.name, message=f"evaluation stopped after {self.clock() - started:.0f} s: "
                                                    "the time budget is spent")
+            pos.validate_due, pos.validated_at = False, pos.step
             return False
         pos.validation_seconds = self.clock() - started
-        pos.validated_at = pos.step
+        pos.validate_due, pos.validated_at = False, pos.step
         if metrics is None:
             return False
         watch = self.task.watch
@@ -372,7 +419,7 @@ class Trainer:
             improved = pos.best is None or value < pos.best - watch.min_delta
             if improved:
                 pos.best, pos.stale = value, 0
-            else:
+            elif counts:
                 pos.stale += 1
         self._log("eval", phase.name, **metrics, best=improved, minutes=round(self.elapsed() / 60, 2))
         if improved:
@@ -398,6 +445,18 @@ class Trainer:
         tensors, metadata = self.task.export(self.pos)
         self.run.save_model(tensors, metadata, self.task.model_file)
 
+    def _check_export(self) -> None:
+        """A run never ends with inference weights that do not read back: written again from the
+        current state when they do not (the kept best is then lost, and the log says so)."""
+        path = model_path(self.run.path, self.task.model_file)
+        if model_readable(path):
+            return
+        self.run.note(f"{path.name} did not read back; written again from the weights at step {self.pos.step}")
+        self.pos.kept_at, self.pos.best = None, None
+        self._export()
+        if not model_readable(path):
+            raise UserError(path, "was written but does not read back", "check the disk, then resume the run")
+
     def checkpoint(self) -> None:
         task, pos = self.task, self.pos
         tensors = {f"model.{k}": v for k, v in task.module.state_dict().items()}
@@ -410,12 +469,13 @@ class Trainer:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         for name, gen in task.generators().items():
             tensors[f"rng.{name}"] = gen.get_state()
-        state = {"position": asdict(replace(pos, elapsed=self.elapsed())), "optimizer": groups,
+        state = {"position": asdict(replace(pos, elapsed=self.elapsed())), "phases": [p.name for p in self.phases],
+                 "optimizer": groups,
                  "scheduler": task.scheduler.state_dict() if task.scheduler is not None else None,
                  "ema_updates": task.ema.updates if task.ema is not None else None,
                  "signature": task.signature(), "watch_key": task.watch.key if task.watch else None}
         self.run.save_checkpoint(pos.step, tensors, state)
-        self._checkpointed_at = pos.step
+        self._saved = _snapshot(pos)
         self._last_checkpoint = self.clock()
         self._status()
 
@@ -430,6 +490,10 @@ class Trainer:
         if state["signature"] != task.signature():
             raise UserError(self.run.path, "was trained with another architecture than these settings",
                             "resume with its own config.toml")
+        phases = [p.name for p in self.phases]
+        if state.get("phases", phases) != phases:
+            raise UserError(self.run.path, f"trains the phases {', '.join(state['phases'])}; this command trains "
+                            f"{', '.join(phases)}", "resume it with the command that started it")
         task.module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         if task.ema is not None:
             for k in task.ema.shadow:
@@ -444,12 +508,23 @@ class Trainer:
         for name, gen in task.generators().items():
             gen.set_state(tensors[f"rng.{name}"])
         self.pos = Position(**state["position"])
+        self._saved = _snapshot(self.pos)
+        if self.pos.kept_at is not None and not model_readable(model_path(self.run.path, task.model_file)):
+            # the weights a validation kept are gone: the next validation (or the end) writes new ones
+            self.run.note(f"{task.model_file} is missing or unreadable; the best kept so far is forgotten and it "
+                          "will be written again from the resumed training")
+            self.pos.kept_at, self.pos.best = None, None
         watch = task.watch
         if watch is not None and self.pos.best is not None and state.get("watch_key") != _jsonable(watch.key):
             # the best so far was measured another way: not comparable, the next validation decides
             self.pos.best = None
             self._log("event", self.phases[min(self.pos.phase, len(self.phases) - 1)].name,
                       message=f"{watch.metric} is now measured on other data; the best score so far is reset")
+
+
+def _snapshot(pos: Position) -> dict:
+    """The position without the clock, to tell whether a checkpoint is still up to date."""
+    return asdict(replace(pos, elapsed=0.0))
 
 
 def _jsonable(value: Any) -> Any:
