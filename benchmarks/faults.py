@@ -71,24 +71,37 @@ def leftovers(run: Path) -> list[str]:
     return found + sorted(f"{n} (half)" for n in weights ^ sidecars)
 
 
-def last_logged_step(run: Path) -> int:
-    step = 0
+def train_rows(run: Path) -> list[dict]:
+    rows = []
     try:
         for line in (run / "metrics.jsonl").read_text().splitlines():
             try:
-                step = max(step, int(json.loads(line)["step"]))
-            except (ValueError, KeyError, TypeError):
-                pass  # a line cut by the kill
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut by the kill
+            if isinstance(row, dict) and row.get("kind") == "train":
+                rows.append(row)
     except OSError:
         pass
-    return step
+    return rows
+
+
+def pace(rows: list[dict]) -> float:
+    """Steps per second over the last two seconds of logged rows (the pace at the kill)."""
+    if len(rows) < 2:
+        return 0.0
+    last = rows[-1]
+    early = next((r for r in rows if r["time"] >= last["time"] - 2.0), rows[0])
+    if early is last:
+        early = rows[-2]
+    return (last["step"] - early["step"]) / max(last["time"] - early["time"], 1e-9)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill times")
-    ap.add_argument("--max-steps", type=int, default=2000, help="training length (steps) of every run")
+    ap.add_argument("--max-steps", type=int, default=600, help="training length (steps) of every run")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="tsdiff-faults-"))
@@ -110,7 +123,8 @@ def main() -> None:
             print(f"{trial:>5} killed before the run folder was made")
             continue
         run = new[-1]
-        logged = last_logged_step(run)
+        rows_before = train_rows(run)
+        logged = rows_before[-1]["step"] if rows_before else 0
         found = leftovers(run)
         resume = tsdiff("train", "--resume", str(run), "-q", cwd=work)
         _, err = resume.communicate()
@@ -119,7 +133,7 @@ def main() -> None:
         resumed_from = int(found_after[0]) if found_after else None
         sample = tsdiff("sample", str(run), "-n", "8", "-o", f"s{trial}.csv", "-q", cwd=work).wait() == 0
         readable = sample and (work / f"s{trial}.csv").is_file()
-        interval = logged / max(wait, 1e-9) * 0.02 * 60  # steps per checkpoint interval, at this run's pace
+        interval = pace(rows_before) * 0.02 * 60  # steps per checkpoint interval, at the pace before the kill
         lost = None if resumed_from is None else max(0, logged - resumed_from)
         rows.append((ok, lost, interval, found, readable))
         shown = ", ".join(found) if found else "none"

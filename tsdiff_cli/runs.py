@@ -436,6 +436,9 @@ class Run:
             old.with_suffix(".json").unlink(missing_ok=True)
             old.unlink(missing_ok=True)
 
+    def has_checkpoint(self) -> bool:
+        return any((self.path / CHECKPOINTS).glob("ckpt-*.safetensors"))
+
     def load_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The newest readable checkpoint: the one ``latest.json`` names, or else (it is truncated or
         corrupt) the newest earlier one that reads whole, with a line in the log saying so."""

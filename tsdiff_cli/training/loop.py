@@ -481,8 +481,12 @@ class Trainer:
 
     def restore(self) -> None:
         """Continue from the run's latest checkpoint: weights, optimizer, scheduler, EMA, RNGs and
-        position, exactly as they were."""
+        position, exactly as they were. A run stopped before its first checkpoint starts again
+        from step 0 (its weights are initialised from the same seed, so nothing differs)."""
         task = self.task
+        if not self.run.has_checkpoint():
+            self.run.note("it stopped before its first checkpoint: training starts again from step 0")
+            return
         tensors, state = self.run.load_checkpoint()
         if "position" not in state:
             raise UserError(self.run.path, "has a checkpoint from an older tsdiff, which this version cannot resume",
