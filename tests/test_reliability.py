@@ -290,3 +290,12 @@ def test_the_monitor_never_prints_control_bytes_and_notices_a_deleted_run(cli, w
     monkeypatch.setattr(model.RunState, "refresh", vanish)
     result = cli("monitor", run, "--once")
     assert result.exit_code != 0 and "deleted" in result.stderr
+
+
+def test_an_output_killed_mid_write_leaves_a_temporary_file_the_next_write_removes(workdir):
+    from tsdiff_cli.atomic import write_text
+
+    dead = workdir / ".out.txt.999999.tmp"  # left by `kill -9` of a writer (no such pid now)
+    dead.write_text("half")
+    write_text(workdir / "out.txt", "whole")
+    assert not dead.exists() and (workdir / "out.txt").read_text() == "whole"
