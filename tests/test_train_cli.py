@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -100,12 +101,57 @@ def test_the_kept_model_is_the_best_quick_evaluation_on_equal_numbers_of_windows
     evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [line for line in evals if line["kind"] == "eval"]
     assert [line["epoch"] for line in evals] == [1, 2, 3, 4]
-    assert all(line["profile"] == "quick" and line["windows"] == 16 for line in evals)  # 16 real against 16 sampled
+    assert all(line["profile"] == "selection" and line["windows"] == 16 for line in evals)  # 16 real against 16 sampled
     best = min(evals, key=lambda line: line["discriminative"])  # the first of equal scores stays
     with safe_open(str(run / "model.safetensors"), framework="pt") as f:
         meta = f.metadata()
     assert int(meta["step"]) == best["step"] and float(meta["best_disc"]) == best["discriminative"]
     assert [line["best"] for line in evals].count(True) >= 1 and best["best"]
+
+
+def test_selection_reads_no_ground_truth_and_evaluation_draws_fresh_seeds(cli, workdir, tiny):
+    """The kept model is chosen from observed values alone: deleting the dataset's ``target`` (the
+    values the benchmark removed) changes no selection score and no weight. ``evaluate RUN``
+    scores in benchmark mode only when ``target`` is there, and its seeds are never selection's."""
+    import h5py
+
+    env = {"TSDIFF_TRAIN__EVAL_EVERY": "1", "TSDIFF_TRAIN__EPOCHS": "3", "TSDIFF_TRAIN__EVAL_SAMPLES": "16",
+           "TSDIFF_EVAL__QUICK_REPEATS": "1", "TSDIFF_EVAL__QUICK_DISC_ITERATIONS": "5"}
+
+    def train():
+        assert cli("train", tiny, "-q", env=env).exit_code == 0
+        run = _latest(workdir)
+        scores = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return run, [(s["step"], s["discriminative"]) for s in scores if s["kind"] == "eval"], load_file(str(run / "model.safetensors"))
+
+    quick = {"TSDIFF_EVAL__QUICK_REPEATS": "1", "TSDIFF_EVAL__QUICK_DISC_ITERATIONS": "5"}
+    run, scores_a, weights_a = train()
+    data = workdir / "data" / "tiny.h5"
+    assert read_dataset(data).has_target
+    assert cli("evaluate", run, "--quick", "-q", env=quick).exit_code == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["inputs"]["real"]["read"] == "target" and "benchmark" in report["inputs"]["real"]["mode"]
+    seeds = report["seeds"]
+    assert seeds["base"] == 0 and seeds["sample"] != seeds["selection"]["sample"]
+    assert seeds["metric"] != seeds["selection"]["metric"] and report["seed"] == seeds["metric"]
+    assert cli("evaluate", run, "--quick", "-q", "--seed", "5", env=quick).exit_code == 0
+    other = json.loads((run / "report.json").read_text())["seeds"]
+    assert other["base"] == 5 and other["sample"] != seeds["sample"] and other["metric"] != seeds["metric"]
+    assert other["selection"] == seeds["selection"]  # training's seeds are the run's, whatever evaluate is asked
+
+    with h5py.File(data, "a") as f:
+        f["target"][...] = np.random.default_rng(0).random(f["target"].shape)  # a leak would now change the scores
+    _, scores_b, weights_b = train()
+    with h5py.File(data, "a") as f:
+        del f["target"]
+    without_target, scores_c, weights_c = train()
+    assert not read_dataset(data).has_target and len(scores_a) == 3
+    assert scores_a == scores_b == scores_c
+    for key in weights_a:
+        assert torch.equal(weights_a[key], weights_b[key]) and torch.equal(weights_a[key], weights_c[key]), key
+    # without ground truth and with no complete window there is nothing to score the full protocol on
+    refused = cli("evaluate", without_target, "--quick", "-q", env=quick)
+    assert refused.exit_code == 2 and "windows without gaps" in refused.output
 
 
 def test_a_resume_scoring_other_quick_windows_does_not_compare_with_the_old_best(cli, workdir, tiny):

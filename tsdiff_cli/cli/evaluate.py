@@ -21,7 +21,7 @@ def evaluate_command(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML settings whose [eval] section to use.", show_default=False)] = None,
     quick: Annotated[bool, typer.Option("--quick", help="The reduced profile used during training (quick_* settings); labelled as such, not comparable with papers.")] = False,
     repeats: Annotated[Optional[int], typer.Option(help="Repeats of the discriminative and predictive scores (overrides [eval] repeats).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the metrics (overrides [eval] seed).", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the metrics (overrides [eval] seed); with RUN, the seed its samples and its metrics are derived from (never those that chose the model during training).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no table; only the report file.")] = False,
 ) -> None:
     """Score generated windows against real ones with the papers' metrics, or an imputation.
@@ -92,6 +92,12 @@ def _print_report(report: dict, out: Path) -> None:
     console = Console()
     console.print(table)
     console.print(report["protocol"], style="dim" if report["protocol"] == FULL_NOTE else "bold yellow")
+    if "seeds" in report:
+        sd = report["seeds"]
+        console.print(f"seed {sd['base']}: samples drawn with {sd['sample']}, metrics with {sd['metric']} "
+                      "(selection during training used others)", style="dim")
+    if report.get("inputs", {}).get("real", {}).get("mode"):
+        console.print(report["inputs"]["real"]["mode"], style="dim")
     if report.get("inputs", {}).get("scaling", "as given") != "as given":
         console.print(f"scaling: {report['inputs']['scaling']}", style="dim")
     console.print(f"report: {out}" + (f"; plots: {', '.join(report['plots'])}" if report.get("plots") else ""))

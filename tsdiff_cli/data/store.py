@@ -35,6 +35,8 @@ class WindowDataset:
     columns: list[str]
     scaler: Scaler
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: the file holds a ``target`` apart from ``observed`` (benchmark mode: values were removed)
+    has_target: bool = True
 
     @property
     def observed_fraction(self) -> float:
@@ -71,7 +73,8 @@ def read_dataset(path: Path) -> WindowDataset:
             if "observed" not in f or "columns" not in f.attrs:
                 raise UserError(path, "is not a tsdiff dataset file", "make one with `tsdiff preprocess`")
             observed = f["observed"][()]
-            target = f["target"][()] if "target" in f else observed.copy()
+            has_target = "target" in f
+            target = f["target"][()] if has_target else observed.copy()
             split = f["split"][()]
             index = f["index"][()]
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
@@ -79,4 +82,4 @@ def read_dataset(path: Path) -> WindowDataset:
         raise UserError(path, f"cannot be read as HDF5 ({exc})", "make it again with `tsdiff preprocess`") from None
     columns = json.loads(attrs.pop("columns"))
     scaler = Scaler.from_json(attrs.pop("scaler"))
-    return WindowDataset(observed, target, split, index, columns, scaler, attrs)
+    return WindowDataset(observed, target, split, index, columns, scaler, attrs, has_target)

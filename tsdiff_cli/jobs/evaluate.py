@@ -20,15 +20,19 @@ class Evaluation:
     output: Path
 
 
-def evaluate_run(run: Path, settings: Settings, *, quick: bool = False, plots: Path | None = None,
-                 output: Path | None = None, update: Update = no_update) -> Evaluation:
-    """Sample as many windows as the run's dataset has without gaps and score them against its
-    ground truth (all windows, complete where the benchmark removed points), as the paper does;
-    the report goes to ``output`` (default RUN/report.json)."""
+def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quick: bool = False,
+                 plots: Path | None = None, output: Path | None = None, update: Update = no_update) -> Evaluation:
+    """Sample as many windows as the run's dataset has complete ones and score them, as the paper
+    does: in benchmark mode (the dataset holds a ``target``) against the ground truth of every
+    window, values the benchmark removed included; otherwise against the observed windows without
+    gaps. Samples and metrics use seeds derived from ``seed`` (default ``[eval] seed``) that
+    selection during training never used; the report records them. The report goes to ``output``
+    (default RUN/report.json)."""
     from tsdiff_cli.data.arrays import gap_free
     from tsdiff_cli.data.store import read_dataset
     from tsdiff_cli.jobs.generate import GENERATOR_COMMAND, sample_from_run
     from tsdiff_cli.runs import run_model
+    from tsdiff_cli.training.generator import evaluation_seeds, selection_seeds
 
     _require_generator(run)
     out = _writable(output or report_path(run))
@@ -36,18 +40,33 @@ def evaluate_run(run: Path, settings: Settings, *, quick: bool = False, plots: P
     _, meta = run_model(run, "generator", GENERATOR_COMMAND, tensors=False)
     dataset = Path(meta["dataset"])
     ds = read_dataset(dataset)
+    reference, read = (ds.target, "target") if ds.has_target else (ds.observed, "observed")
     # as many generated windows as real ones the metrics will see (windows with gaps are dropped)
-    n = int(gap_free(ds.target).sum())
+    n = int(gap_free(reference).sum())
     if n < 4:
         raise UserError(dataset, f"has {n} windows without gaps; at least 4 are needed to score a run against",
                         "score samples against other data with --real and --generated")
+    base = settings.eval.seed if seed is None else seed
+    seeds = evaluation_seeds(base)
+    used = selection_seeds(rs)
+    if seeds["sample"] == used["sample"] or seeds["metric"] == used["metric"]:  # cannot happen by construction
+        raise RuntimeError("an evaluation seed equals a selection seed")
     label = f"sampling {n} windows"
-    scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=rs.sample.seed,
+    scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=seeds["sample"],
                                    batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
                                    precision=rs.sample.precision, callback=lambda done, total: update(label, done, total))
-    real = WindowSet(ds.target, ds.columns, ds.scaler, dataset, "target", scaled=True)
+    real = WindowSet(reference, ds.columns, ds.scaler, dataset, read, scaled=True)
     generated = WindowSet(scaled, ds.columns, ds.scaler, run, "samples", scaled=True)
-    return _write(_score(real, generated, settings, quick, plots, update, str(dataset), str(run)), out)
+    metric_settings = settings.model_copy(update={"eval": settings.eval.model_copy(update={"seed": seeds["metric"]})})
+    report = _score(real, generated, metric_settings, quick, plots, update, str(dataset), str(run))
+    report["seeds"] = {"base": base, "sample": seeds["sample"], "metric": seeds["metric"],
+                       "selection": used, "note": "evaluation seeds are derived from base; selection during "
+                       "training used its own (never these)"}
+    report["inputs"]["real"]["mode"] = (
+        "benchmark: scored against the dataset's ground truth (target), including the values removed for the "
+        "benchmark; training and selection never read it" if ds.has_target else
+        "observed windows without gaps (the dataset has no ground truth apart from its observed values)")
+    return _write(report, out)
 
 
 def evaluate_files(real_path: Path, gen_path: Path, settings: Settings, *, quick: bool = False,

@@ -61,7 +61,7 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     pretrain-tst run instead of training one. ``started`` (time.monotonic) is when the time
     budget began, by default when training does."""
     from tsdiff_cli.jobs.architectures import generator_config
-    from tsdiff_cli.training.generator import GeneratorTask, quick_reference
+    from tsdiff_cli.training.generator import GeneratorTask, selection_reference
 
     device = resolve_device(settings.train.device)
     ds = ensure_dataset(settings)
@@ -80,8 +80,10 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     metadata = {"columns": json.dumps(ds.columns), "scaler": ds.scaler.to_json(),
                 "dataset": str(Path(settings.data.output).resolve()),
                 "data_settings": json.dumps(settings.data.model_dump(mode="json")), "tsdiff_version": __version__}
-    quick_real = quick_reference(ds.target, settings.train.eval_samples, settings.eval.seed)
-    task = GeneratorTask(settings, cfg, train_windows, quick_real, device, metadata, tst_only=tst_only,
+    # selection reads observed values only: ``target`` (the values a benchmark removed) is for evaluate
+    selection_real, selection_from = selection_reference(ds.observed, ds.split, settings.train.eval_samples,
+                                                         settings.eval.seed)
+    task = GeneratorTask(settings, cfg, train_windows, selection_real, device, metadata, tst_only=tst_only,
                          sample_bf16=use_bf16(settings.sample.precision, device))
     run = Run.open(resume) if resume is not None else Run.create(settings.train.runs_dir, command, config_name,
                                                                  to_toml(settings))
@@ -103,7 +105,11 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
             run.log("event", "tst", 0, 0, message=f"TST weights from {tst_from}")
         if t.eval_every and not task.quick and not tst_only:
             run.log("event", "diffusion", trainer.pos.step, trainer.pos.epoch,
-                    message="quick evaluations off: fewer than 4 real windows without gaps; the last EMA weights are kept")
+                    message="selection off: fewer than 4 windows with observed values; the last EMA weights are kept")
+        elif task.quick and resume is None:
+            run.log("event", "diffusion", 0, 0,
+                    message=f"selection: every {t.eval_every} epochs, {len(selection_real)} samples given real gaps vs "
+                    f"the observed values of as many {selection_from} windows; the best is kept")
         fit = trainer.fit()
     return TrainedGenerator(run.path, fit.reason, fit.steps, fit.best, fit.minutes)
 

@@ -69,3 +69,33 @@ def discriminative_score(
                 correct += ((logits > 0) == label).sum(dim=1)
     accuracy = correct / (test_real.shape[1] + test_gen.shape[1])
     return (accuracy - 0.5).abs().cpu().tolist()
+
+
+# --- the same score under the data's own gaps (model selection without ground truth) ---------------
+
+def impose_gaps(generated: np.ndarray, real: np.ndarray, seed: int) -> np.ndarray:
+    """``generated`` windows with the gaps of ``real`` ones: window i takes the missing pattern of
+    real window π(i) for a seeded permutation π (cycled when there are more generated windows),
+    so both sets have the same distribution of gaps and differ only in their values."""
+    pick = np.random.default_rng(seed).permutation(len(real))
+    pick = np.resize(pick, len(generated))
+    return np.where(np.isnan(real[pick]), np.float32(np.nan), generated).astype(np.float32)
+
+
+def with_gap_channels(windows: np.ndarray) -> np.ndarray:
+    """(N, T, F) windows with NaN gaps → (N, T, 2F): the values with gaps set to 0, then one
+    0/1 channel per feature saying where a value is missing (so a classifier can tell a gap from
+    a true 0)."""
+    missing = np.isnan(windows)
+    return np.concatenate([np.where(missing, 0.0, windows), missing], axis=-1).astype(np.float32)
+
+
+def gappy_discriminative_score(real: np.ndarray, generated: np.ndarray, *, seed: int, **kwargs) -> list[float]:
+    """The discriminative score of complete ``generated`` windows against ``real`` windows that
+    may have gaps, using only what is observed: each generated window gets the gaps of a real one
+    (:func:`impose_gaps`), then both sets are scored as values + missing-indicator channels. With
+    the gap patterns equal in distribution, the indicators carry no class information, so the
+    classifier can only tell the two apart by the observed values. Used to select checkpoints
+    from observed data alone; it is *not* the published protocol (which needs complete windows)."""
+    masked = impose_gaps(generated, real, seed)
+    return discriminative_score(with_gap_channels(real), with_gap_channels(masked), seed=seed, **kwargs)
