@@ -155,10 +155,23 @@ def test_masked_loss_with_noise_on_all_pixels_still_scores_observed_only():
 
 
 def test_preconditioning_and_sampler():
-    zero_net = lambda x, c: torch.zeros_like(x)  # noqa: E731
-    d = Denoiser(zero_net)
-    x, s = torch.ones(1, 1, 2, 2), torch.tensor([2.0])
-    torch.testing.assert_close(d(x, s), x * 0.25 / (4 + 0.25))  # c_skip = σd² / (σ² + σd²)
+    """EDM Table 1: the network sees c_in·x and c_noise = ¼ ln σ, and D = c_skip·x + c_out·F."""
+    seen = {}
+
+    def net(x, label):
+        seen["x"], seen["label"] = x, label
+        return torch.full_like(x, 0.5) * torch.arange(1, len(x) + 1).view(-1, 1, 1, 1)
+
+    d = Denoiser(net)
+    x, sigma = torch.randn(2, 1, 2, 2), torch.tensor([2.0, 0.1]).view(-1, 1, 1, 1)
+    sd2 = 0.25  # σ_data = 0.5
+    c_skip, c_out, c_in = sd2 / (sigma ** 2 + sd2), sigma * 0.5 / (sigma ** 2 + sd2).sqrt(), 1 / (sigma ** 2 + sd2).sqrt()
+    out = d(x, sigma)
+    torch.testing.assert_close(seen["x"], c_in * x)
+    torch.testing.assert_close(seen["label"].flatten(), sigma.flatten().log() / 4)
+    torch.testing.assert_close(out, c_skip * x + c_out * net(c_in * x, None))
+    # at σ → 0 the denoiser returns its input; at large σ the network's output
+    torch.testing.assert_close(d(x, torch.full((2, 1, 1, 1), 1e-6)), x, atol=1e-5, rtol=0)
     sig = karras_sigmas(18)
     assert sig[0] == pytest.approx(80.0) and sig[-2] == pytest.approx(0.002) and sig[-1] == 0 and len(sig) == 19
     # the exact denoiser of a point mass at c brings any noise to c

@@ -308,10 +308,18 @@ def test_overlap_mean_and_inpainting_keep_observed_values():
     filled = tst_fill(model, series)
     assert filled.shape == series.shape and not torch.isnan(filled).any()
     assert torch.equal(filled[known], series[known])
+    # one window long: the gaps hold the TST's own completion of the window
+    model.eval()
+    one = series[:, :24]
+    with torch.inference_mode():
+        expected = torch.where(torch.isnan(one), model.tst(one).float(), one)
+    torch.testing.assert_close(tst_fill(model, one), expected)
     draws = inpaint(model, series, 2, steps=2, seed=0)
     assert draws.shape == (2, 3, 50, 2) and not torch.isnan(draws).any()
     assert torch.equal(draws[:, known], series[known].expand(2, -1))
     assert torch.equal(draws, inpaint(model, series, 2, steps=2, seed=0))  # seeded
+    assert not torch.equal(draws[0][~known], draws[1][~known])  # two draws, not one copied
+    assert not torch.equal(draws, inpaint(model, series, 2, steps=2, seed=1))
 
 
 def test_masking_objective_hides_and_scores_only_hidden_values():

@@ -102,6 +102,41 @@ def test_context_fid_separates_real_from_noise(halves, noise):
     assert far > 20 * max(same, 1e-3)
 
 
+def test_ts2vec_learns_and_context_fid_ranks_what_it_should(halves, noise):
+    """TS2Vec's contrastive loss falls while it trains, its crops keep every series' own steps,
+    and Context-FID orders: another sample of the real data < the real data with each window's
+    steps shuffled (marginals kept, time structure lost) < noise."""
+    from tsdiff_cli.metrics.ts2vec import random_crops, train_ts2vec
+
+    a, b = halves
+    losses: list[float] = []
+    train_ts2vec(torch.from_numpy(a), iterations=120, seed=0, losses=losses)
+    # the loss's scale moves with each batch's random crop lengths: compare averages (measured 4.4 → 3.8)
+    assert np.mean(losses[-40:]) < 0.93 * np.mean(losses[:20]), (np.mean(losses[:20]), np.mean(losses[-40:]))
+
+    series = torch.arange(5 * 24 * 1, dtype=torch.float32).view(5, 24, 1)  # value = 24·series + step
+    gen = torch.Generator().manual_seed(0)
+    offsets = set()
+    for _ in range(20):
+        v1, v2, overlap = random_crops(series, gen)
+        assert (v1[:, -overlap:] == v2[:, :overlap]).all()  # the two views share their overlap, per series
+        steps = torch.cat([v1, v2], dim=1).squeeze(-1) - 24 * torch.arange(5).unsqueeze(1)
+        assert ((steps >= 0) & (steps < 24)).all() and (steps.diff(dim=1)[:, : v1.shape[1] - 1] == 1).all()
+        offsets.add(tuple(v1[:, 0, 0].sub(24 * torch.arange(5)).tolist()))
+    assert any(len(set(o)) > 1 for o in offsets)  # series of one batch are cropped at different places
+
+    # real vs another draw of the real data < real vs noise, on stock; where time has structure
+    # (sines), shuffling each window's steps lies in between (on stock it would not: 24 days of a
+    # price are nearly level, and the max-pooled encoding hardly sees their order)
+    n = min(len(a), len(b))
+    assert 20 * context_fid(a[:n], b[:n], repeats=1, iterations=60)[0] < context_fid(a[:n], noise[:n], repeats=1, iterations=60)[0]
+    x = sine_windows(2000, 24, 5, np.random.default_rng(0)).astype(np.float32)
+    shuffled = np.take_along_axis(x[1000:], np.random.default_rng(2).random((1000, 24)).argsort(axis=1)[..., None], axis=1)
+    same, steps_lost, far = (context_fid(x[:1000], other, repeats=1, iterations=60)[0]
+                             for other in (x[1000:], shuffled, np.random.default_rng(3).random((1000, 24, 5), np.float32)))
+    assert same < steps_lost < far, (same, steps_lost, far)
+
+
 def test_predictive_score_prefers_real_training_data(halves, noise):
     a, b = halves
     real_on_real = np.mean(predictive_score(a, b, repeats=2, iterations=600))

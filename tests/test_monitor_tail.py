@@ -214,15 +214,18 @@ def test_progress_eta_and_rate(tmp_path):
               "started": now - 40, "updated": now}
     run = RunState(make_run(tmp_path, status=status, rows=rows, config="[train]\nmax_minutes = 60\n"))
     run.refresh()
+    run.clock = lambda: now  # the run's "now", not the test machine's
     p = run.progress()
     assert (p.phase, p.epoch, p.epochs, p.step) == ("diffusion", 4, 10, 40)
     assert p.rate == pytest.approx(1.0)
     assert p.eta_basis == "diffusion epochs"  # 60 epochs' worth of steps left before the hour is up
     assert p.eta == pytest.approx(60, abs=1) and p.fraction == pytest.approx(0.4)
-    assert 39 <= p.elapsed <= 45
+    assert p.elapsed == pytest.approx(40)
 
 
-def test_a_200000_line_log_opens_quickly(tmp_path):
+def test_a_200000_line_log_opens_in_chunks(tmp_path):
+    """A large log is read a chunk per refresh (the screen keeps drawing in between), and every
+    line arrives in the end."""
     path = tmp_path / "20260101-120000-train-big"
     path.mkdir()
     template = ('{"time": %d.5, "kind": "train", "phase": "diffusion", "step": %d, "epoch": %d, '
@@ -232,15 +235,15 @@ def test_a_200000_line_log_opens_quickly(tmp_path):
         f.write("".join('{"time": 1.0, "kind": "eval", "phase": "diffusion", "step": %d, "epoch": %d, '
                         '"discriminative": 0.%d}\n' % (i, i, 5 - i % 5) for i in range(10)))
     run = RunState(path)
-    start = time.perf_counter()
-    while True:
-        run.refresh(budget=0.2)
-        if not run.loading:
-            break
-    seconds = time.perf_counter() - start
+    run.refresh(budget=0.0)
+    assert run.loading and 0 < run.records < 200_000  # one chunk, then back to the screen
+    refreshes = 1
+    while run.loading:
+        run.refresh(budget=0.0)
+        refreshes += 1
+    assert refreshes > 2
     assert len(run.losses["tst_loss"]) == 199_990 and len(run.scores["discriminative"]) == 10
     assert run.records == 200_000 and run.tail.bad_lines == 0
-    assert seconds < 2.0, f"{seconds:.2f} s to read 200 000 lines"
     xs, ys = downsample(run.losses["diffusion_loss"], max_points=300)
     assert len(xs) == 300 and xs[0] < xs[-1]
 

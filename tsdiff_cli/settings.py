@@ -134,6 +134,9 @@ class ModelSettings(_Section):
     num_blocks: int = Field(2, ge=1, description="residual blocks per resolution")
     attn_resolutions: list[int] = Field([4, 2], description="image sizes that get self-attention (paper: 8, 4, 2)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in residual blocks")
+    resample: Literal["pool", "residual"] = Field(
+        "pool", description='between resolutions: "pool" (average-pool down, nearest up: no weights, cheaper) or '
+        '"residual" (ADM\'s up/down residual blocks, as the paper\'s reference network; the paper presets)')
     project: bool = Field(False, description="project the denoiser's output onto delay-consistent images (every pixel "
                           "of a time step equal); false in the paper presets")
 
@@ -205,7 +208,7 @@ class EvalSettings(_Section):
     )
     corr_subsets: int = Field(5, ge=1, description="random subsets the correlation score is averaged over")
     seed: int = Field(0, description="seed of every metric; the same seed gives the same numbers")
-    threads: int = Field(0, ge=0, description="torch CPU threads for evaluation; 0 = all cores")
+    threads: int = Field(0, ge=0, description="torch CPU threads for evaluation; 0: those of the command (tsdiff --threads)")
     quick_metrics: list[MetricName] = Field(["discriminative"], description="metrics of the quick profile")
     quick_repeats: int = Field(3, ge=1, description="repeats in the quick profile")
     # Not fewer iterations: with 500 the classifier is undertrained and the quick score flatters

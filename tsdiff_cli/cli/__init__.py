@@ -79,12 +79,20 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    threads: Annotated[
+        int, typer.Option("--threads", envvar="TSDIFF_THREADS", min=0,
+                          help="CPU threads for torch [default: OMP_NUM_THREADS when set, else one per physical core]; "
+                          "lower it when other heavy processes share the machine.", show_default=False)
+    ] = 0,
 ) -> None:
     """Diffusion models for time series with gaps: prepare data, generate, impute, forecast.
 
     Settings come from a TOML file (presets in config/), overridden by TSDIFF_<SECTION>__<KEY>
     environment variables, overridden by command options.
     """
+    from tsdiff_cli.threads import configure
+
+    configure(threads or None)
 
 
 app.command("preprocess")(preprocess_cmd.preprocess_command)

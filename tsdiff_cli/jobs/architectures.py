@@ -20,7 +20,8 @@ def generator_config(s: Settings, seq_len: int, features: int) -> GeneratorConfi
                     dropout=t.dropout, norm=t.norm, positional=t.positional, decoder_hidden=t.decoder_hidden,
                     mask_channel=t.mask_channel)
     unet = UNetConfig(image_size=side, in_channels=features, channels=m.channels, channel_mult=list(m.channel_mult),
-                      num_blocks=m.num_blocks, attn_resolutions=list(m.attn_resolutions), dropout=m.dropout)
+                      num_blocks=m.num_blocks, attn_resolutions=list(m.attn_resolutions), dropout=m.dropout,
+                      resample=m.resample)
     return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet, m.project)
 
 

@@ -8,7 +8,6 @@ published tables.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,8 +128,8 @@ def evaluate_windows(
 
     from tsdiff_cli.metrics import context_fid, correlation_score, discriminative_score, predictive_score
 
-    threads = settings.threads or os.cpu_count() or 1
     previous_threads = torch.get_num_threads()
+    threads = settings.threads or previous_threads
     torch.set_num_threads(threads)
     metrics = settings.quick_metrics if quick else settings.metrics
     repeats = settings.quick_repeats if quick else settings.repeats

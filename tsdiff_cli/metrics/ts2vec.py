@@ -4,13 +4,16 @@ written from the paper, as the encoder of Context-FID.
 Encoder (§3.1): a per-timestamp linear input projection; timestamp masking of the latent
 vectors with probability 0.5 during training; a dilated CNN of residual blocks (two GELU +
 kernel-3 convolutions each, dilation 2^l in block l) ending in 320 channels.
-Training (§3.2–3.3): two overlapping random crops [a1, b1], [a2, b2] with a1 ≤ a2 ≤ b1 ≤ b2 of
-each batch; the representations of the overlap [a2, b1] are contrasted with the hierarchical
-loss (Algorithm 1): at every scale, the temporal loss (eq. 1: the same timestamp in the other
+Training (§3.2–3.3): two overlapping random crops [a1, b1], [a2, b2] with a1 ≤ a2 ≤ b1 ≤ b2,
+shifted for each series of the batch by its own random offset (so the crops of one batch cover
+different parts of different series); the representations of the overlap [a2, b1] are contrasted
+with the hierarchical loss (Algorithm 1): at every scale, the temporal loss (eq. 1: the same timestamp in the other
 view against the other timestamps of both views) plus the instance loss (eq. 2: the same
 series in the other view against the other series of both views), then max-pooling by 2 along
 time, until one timestamp remains; the sum is averaged over scales. Adam-W, lr 1e-3, batch 8,
 200 iterations for data of at most 100 000 values, else 600 (§4, implementation details).
+Encoding uses the running average of the weights over all training iterations (stochastic weight
+averaging, Izmailov et al. 2018, as the published TS2Vec encodes), via torch's ``AveragedModel``.
 """
 
 from __future__ import annotations
@@ -117,6 +120,25 @@ def default_iterations(data_size: int) -> int:
     return 200 if data_size <= 100_000 else 600
 
 
+def random_crops(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Two overlapping crops of every series in ``x`` (B, T, F) and the length of their overlap:
+    view 1 covers [a1, b1), view 2 [a2, b2), a1 ≤ a2 < b1 ≤ b2, overlap [a2, b1) at least 2 steps;
+    series k's crops are shifted by its own offset o_k ∈ [−a1, T − b2] (§3.2)."""
+    b, t = x.shape[:2]
+    overlap = int(torch.randint(2, t + 1, (), generator=gen))
+    a2 = int(torch.randint(0, t - overlap + 1, (), generator=gen))
+    b1 = a2 + overlap
+    a1 = int(torch.randint(0, a2 + 1, (), generator=gen))
+    b2 = int(torch.randint(b1, t + 1, (), generator=gen))
+    offset = torch.randint(-a1, t - b2 + 1, (b, 1), generator=gen).to(x.device)
+
+    def crop(lo: int, hi: int) -> torch.Tensor:
+        rows = (offset + torch.arange(lo, hi, device=x.device)).unsqueeze(-1).expand(-1, -1, x.shape[2])
+        return x.gather(1, rows)
+
+    return crop(a1, b1), crop(a2, b2), overlap
+
+
 def train_ts2vec(
     data: torch.Tensor,
     *,
@@ -126,29 +148,32 @@ def train_ts2vec(
     seed: int = 0,
     output_dims: int = 320,
     callback: Progress = None,
+    losses: list[float] | None = None,
 ) -> TS2VecEncoder:
-    """Fit an encoder on (N, T, F) windows with the hierarchical contrastive loss."""
+    """Fit an encoder on (N, T, F) windows with the hierarchical contrastive loss; returns the
+    weight-averaged encoder, in eval mode. ``losses``, when given, receives each iteration's loss."""
+    from torch.optim.swa_utils import AveragedModel
+
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout
     n, t, f = data.shape
     iterations = default_iterations(data.numel()) if iterations is None else iterations
     model = TS2VecEncoder(f, output_dims).to(data.device)
+    averaged = AveragedModel(model)  # equal-weight average of every iterate
     optim = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     for step in range(iterations):
         x = data[torch.randperm(n, generator=gen)[:batch_size].to(data.device)]
-        overlap = int(torch.randint(2, t + 1, (), generator=gen))
-        a2 = int(torch.randint(0, t - overlap + 1, (), generator=gen))
-        b1 = a2 + overlap
-        a1 = int(torch.randint(0, a2 + 1, (), generator=gen))
-        b2 = int(torch.randint(b1, t + 1, (), generator=gen))
-        r1 = model(x[:, a1:b1], gen)[:, a2 - a1:]
-        r2 = model(x[:, a2:b2], gen)[:, :overlap]
+        view1, view2, overlap = random_crops(x, gen)
+        r1 = model(view1, gen)[:, -overlap:]
+        r2 = model(view2, gen)[:, :overlap]
         loss = hierarchical_loss(r1, r2)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
+        averaged.update_parameters(model)
+        if losses is not None:
+            losses.append(loss.item())
         if callback is not None:
             callback(step + 1, iterations)
-    model.eval()
-    return model
+    return averaged.module.eval()

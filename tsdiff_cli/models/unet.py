@@ -2,7 +2,10 @@
 
 Residual blocks of GroupNorm → SiLU → 3×3 conv, with the noise-level embedding applied as a
 scale and shift after the second normalisation; self-attention at the configured resolutions;
-skip connections from every encoder block to the decoder; average-pool down and nearest up.
+skip connections from every encoder block to the decoder. Between resolutions either a residual
+block that resamples (``resample = "residual"``: ADM's BigGAN-style up/down blocks, as EDM's
+DhariwalUNet and the paper's reference build; a 1×1 convolution on the resampled skip), or a
+parameter-free average-pool down / nearest up (``"pool"``, cheaper, the CPU presets).
 The network knows nothing of σ beyond the ``noise_label`` it is given: the EDM
 preconditioning lives in :mod:`tsdiff_cli.models.edm`.
 """
@@ -31,6 +34,7 @@ class UNetConfig:
     attn_resolutions: list[int]
     dropout: float
     heads_channels: int = 64  # channels per attention head (not a setting)
+    resample: str = "pool"  # "pool" or "residual" (see the module docstring)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,22 +69,32 @@ class NoiseEmbedding(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float):
+    """GroupNorm → SiLU → (resample) → conv, embedding scale/shift, GroupNorm → SiLU → dropout → conv,
+    plus the (resampled, projected when shapes change) input. ``resample``: None, "up" (nearest ×2)
+    or "down" (2×2 average), ADM's up/down residual blocks (Dhariwal & Nichol 2021, §3)."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, resample: str | None = None):
         super().__init__()
+        self.resample = resample
         self.norm1 = nn.GroupNorm(_groups(c_in), c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * c_out)
         self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
         self.drop = Dropout(dropout)
         self.conv2 = _zero(nn.Conv2d(c_out, c_out, 3, padding=1))
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out or resample else nn.Identity()
+
+    def _resampled(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resample == "up":
+            return F.interpolate(x, scale_factor=2, mode="nearest")
+        return F.avg_pool2d(x, 2) if self.resample == "down" else x
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv1(self._resampled(F.silu(self.norm1(x))))
         scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(self.drop(F.silu(h)))
-        return self.skip(x) + h
+        return self.skip(self._resampled(x)) + h
 
 
 class SpatialAttention(nn.Module):
@@ -115,7 +129,9 @@ class UNet(nn.Module):
                 ch = ch0 * mult
                 skips.append(ch)
             if level < len(cfg.channel_mult) - 1:
-                self.down.append(nn.ModuleList([nn.AvgPool2d(2)]))
+                residual = cfg.resample == "residual"
+                self.down.append(nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.dropout, "down") if residual
+                                                else nn.AvgPool2d(2)]))
                 skips.append(ch)
                 res //= 2
         self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.dropout), SpatialAttention(ch, cfg.heads_channels),
@@ -128,7 +144,8 @@ class UNet(nn.Module):
                 if res in cfg.attn_resolutions:
                     block.append(SpatialAttention(ch, cfg.heads_channels))
                 if level > 0 and i == cfg.num_blocks:
-                    block.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                    block.append(ResBlock(ch, ch, emb_dim, cfg.dropout, "up") if cfg.resample == "residual"
+                                 else nn.Upsample(scale_factor=2, mode="nearest"))
                     res *= 2
                 self.up.append(nn.ModuleList(block))
         self.head = nn.Sequential(nn.GroupNorm(_groups(ch), ch), nn.SiLU(), _zero(nn.Conv2d(ch, cfg.in_channels, 3, padding=1)))
