@@ -206,3 +206,29 @@ def test_projection_travels_in_the_model_config_and_older_files_load_without_it(
     older = json.loads(cfg.to_json())
     del older["project"]  # model.safetensors written before the setting existed
     assert not GeneratorConfig.from_json(json.dumps(older)).project
+
+
+def test_paper_preset_builds_the_reference_network_and_residual_resampling_starts_as_its_skip():
+    """The paper presets' U-Net has the reference's 57.6 M parameters (within 1 %): ADM's residual
+    up/down blocks between resolutions. At initialisation (last convolution zero) such a block is
+    its resampled, 1×1-projected input; older model files without the key build "pool"."""
+    from pathlib import Path
+
+    from tsdiff_cli.jobs.architectures import generator_config
+    from tsdiff_cli.models.unet import ResBlock, UNet, UNetConfig
+    from tsdiff_cli.settings import load_settings
+
+    preset = Path(__file__).resolve().parents[1] / "config" / "paper" / "stock.toml"
+    cfg = generator_config(load_settings(preset), 24, 6)
+    with torch.device("meta"):  # count without allocating 230 MB
+        unet = UNet(cfg.unet)
+    params = sum(p.numel() for p in unet.parameters())
+    assert cfg.unet.resample == "residual" and abs(params / 57.6e6 - 1) < 0.01, params
+
+    for how, resample in (("down", lambda x: torch.nn.functional.avg_pool2d(x, 2)),
+                          ("up", lambda x: torch.nn.functional.interpolate(x, scale_factor=2))):
+        block = ResBlock(8, 8, 16, 0.0, how).eval()
+        x, emb = torch.randn(2, 8, 4, 4), torch.randn(2, 16)
+        torch.testing.assert_close(block(x, emb), block.skip(resample(x)))
+    old = {k: v for k, v in UNetConfig(8, 2, 8, [1, 2], 1, [4], 0.0).to_dict().items() if k != "resample"}
+    assert UNetConfig(**old).resample == "pool"
