@@ -14,7 +14,7 @@ function __tsdiff_path --description 'the tsdiff (sub)command on the command lin
         switch "$path|$word"
             case '|preprocess' '|pretrain-tst' '|train' '|sample' '|evaluate' '|impute' '|forecast' '|monitor' '|config' 'config|show'
                 set path (string trim -- "$path $word")
-            case 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'forecast|--all-samples' 'forecast|--device' 'forecast|--input' 'forecast|--max-minutes' 'forecast|--output' 'forecast|--resume' 'forecast|--run' 'forecast|--samples' 'forecast|--seed' 'forecast|--steps' 'forecast|-i' 'forecast|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--resume' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--start-sigma' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--device' 'sample|--output' 'sample|--precision' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst'
+            case 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'forecast|--all-samples' 'forecast|--device' 'forecast|--input' 'forecast|--max-minutes' 'forecast|--output' 'forecast|--resume' 'forecast|--run' 'forecast|--samples' 'forecast|--seed' 'forecast|--steps' 'forecast|-i' 'forecast|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--resume' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--start-sigma' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--device' 'sample|--output' 'sample|--precision' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst' '|--threads'
                 set skip 1
         end
     end
@@ -36,6 +36,7 @@ complete -c tsdiff -n '__tsdiff_at ""' -a forecast -d 'Probabilistic forecasts: 
 complete -c tsdiff -n '__tsdiff_at ""' -a monitor -d 'Watch a run live: state, progress, loss and score charts, best scores, settings'
 complete -c tsdiff -n '__tsdiff_at ""' -a config -d 'Inspect settings'
 complete -c tsdiff -n '__tsdiff_at ""' -l version -d 'Print the version and exit'
+complete -c tsdiff -n '__tsdiff_at ""' -l threads -x -d 'CPU threads for torch [default: OMP_NUM_THREADS when set, else one per physical core]; lower it when other heavy processes share the machine'
 complete -c tsdiff -n '__tsdiff_at ""' -s h -l help -d 'Show this message and exit'
 complete -c tsdiff -n '__tsdiff_at preprocess' -s o -l output -r -F -d 'HDF5 file to write (overrides [data] output)'
 complete -c tsdiff -n '__tsdiff_at preprocess' -l missing-rate -x -d 'Fraction of time steps to remove for benchmarking, in [0, 1) (overrides [data] missing_rate)'
@@ -76,7 +77,7 @@ complete -c tsdiff -n '__tsdiff_at evaluate' -l plots -r -F -d 'Folder for PNGs:
 complete -c tsdiff -n '__tsdiff_at evaluate' -s c -l config -x -a '(__fish_complete_suffix .toml)' -d 'TOML settings whose [eval] section to use'
 complete -c tsdiff -n '__tsdiff_at evaluate' -l quick -d 'The reduced profile used during training (quick_* settings); labelled as such, not comparable with papers'
 complete -c tsdiff -n '__tsdiff_at evaluate' -l repeats -x -d 'Repeats of the discriminative and predictive scores (overrides [eval] repeats)'
-complete -c tsdiff -n '__tsdiff_at evaluate' -l seed -x -d 'Seed of the metrics (overrides [eval] seed)'
+complete -c tsdiff -n '__tsdiff_at evaluate' -l seed -x -d 'Seed of the metrics (overrides [eval] seed); with RUN, the seed its samples and its metrics are derived from (never those that chose the model during training)'
 complete -c tsdiff -n '__tsdiff_at evaluate' -s q -l quiet -d 'No progress and no table; only the report file'
 complete -c tsdiff -n '__tsdiff_at evaluate' -s h -l help -d 'Show this message and exit'
 complete -c tsdiff -n '__tsdiff_at evaluate' -a '(__fish_complete_directories)'

@@ -7,6 +7,7 @@ _tsdiff() {
   typeset -A opt_args
   _arguments -C \
     '--version[Print the version and exit]' \
+    '--threads[CPU threads for torch \[default: OMP_NUM_THREADS when set, else one per physical core\]; lower it when other heavy processes share the machine]:value: ' \
     '(-h --help)'{-h,--help}'[Show this message and exit]' \
     '1:command:->command' \
     '*::argument:->argument'
@@ -85,7 +86,7 @@ _tsdiff_evaluate() {
     '(-c --config)'{-c,--config}'[TOML settings whose \[eval\] section to use]:file:_files -g "*.toml"' \
     '--quick[The reduced profile used during training (quick_* settings); labelled as such, not comparable with papers]' \
     '--repeats[Repeats of the discriminative and predictive scores (overrides \[eval\] repeats)]:value: ' \
-    '--seed[Seed of the metrics (overrides \[eval\] seed)]:value: ' \
+    '--seed[Seed of the metrics (overrides \[eval\] seed); with RUN, the seed its samples and its metrics are derived from (never those that chose the model during training)]:value: ' \
     '(-q --quiet)'{-q,--quiet}'[No progress and no table; only the report file]' \
     '(-h --help)'{-h,--help}'[Show this message and exit]' \
     '*:RUN:_files -/'

@@ -14,7 +14,7 @@ from tsdiff_cli import runs
 PACKAGE = Path(__file__).resolve().parents[1] / "tsdiff_cli"
 # lower layers never import higher ones; modules of one layer may import each other (without cycles)
 LAYERS = {"cli": 4, "jobs": 3, "monitor": 3, "training": 2, "models": 2, "metrics": 2, "data": 2, "runs": 1,
-          "settings": 0, "errors": 0, "atomic": 0, "resources": 0, "__init__": 0, "__main__": 5}
+          "settings": 0, "errors": 0, "atomic": 0, "resources": 0, "threads": 0, "__init__": 0, "__main__": 5}
 
 
 def _module(path: Path) -> str:

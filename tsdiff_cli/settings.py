@@ -156,10 +156,10 @@ class TrainSettings(_Section):
         'completed pixels stay clean context) or "all" (as at sampling); the loss counts observed pixels either way')
     p_mean: float = Field(-1.2, description="mean of ln σ of the training noise levels (EDM: −1.2)")
     p_std: float = Field(1.2, gt=0, description="spread of ln σ of the training noise levels (EDM: 1.2)")
-    eval_every: int = Field(10, ge=0, description="quick evaluation every N epochs (0: never)")
-    eval_samples: int = Field(1000, ge=4, description="windows of each quick evaluation: this many sampled against as "
-                              "many real windows without gaps (a fixed subset drawn with [eval] seed; fewer when "
-                              "the dataset has fewer)")
+    eval_every: int = Field(10, ge=0, description="selection score every N epochs, the best kept (0: never; the last weights are kept)")
+    eval_samples: int = Field(1000, ge=4, description="windows of each selection score: this many sampled, given the "
+                              "gaps of as many observed windows (validation split, else training; a fixed subset "
+                              "drawn with [eval] seed; fewer when the dataset has fewer)")
     max_minutes: float = Field(0.0, ge=0, description="stop cleanly after this many minutes, counted from the start of the "
                                "command, quick evaluations included (0: no limit)")
     max_steps: int = Field(0, ge=0, description="stop cleanly after this many optimisation steps, both phases (0: no limit)")

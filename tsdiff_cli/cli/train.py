@@ -35,7 +35,7 @@ def _run(config: Path | None, resume: Path | None, tst: Path | None, overrides: 
         result = train_generator(settings, _config_name(config), command=command, tst_only=tst_only, resume=resume,
                                  tst_from=tst, on_step=rep.step, on_run=announce, started=command_started())
     if not quiet:
-        best = f"; best quick disc. score {result.best_disc:.4f}" if result.best_disc is not None else ""
+        best = f"; best selection score {result.best_disc:.4f} (observed values only; `tsdiff evaluate` scores it)" if result.best_disc is not None else ""
         print(f"{command} {result.reason} after {result.steps} steps, {result.minutes:.1f} min{best}\nrun: {result.run}")
 
 
@@ -51,8 +51,9 @@ def train_command(
 ) -> None:
     """Train the generator: TST completion (phase 1), then diffusion with the masked loss.
 
-    Preprocesses [data] first when its output file is missing. Every eval_every epochs a quick
-    discriminative score is logged and the best EMA weights are kept in RUN/model.safetensors.
+    Preprocesses [data] first when its output file is missing. Every eval_every epochs a selection
+    score (samples given real gaps against observed values; never the benchmark's removed values)
+    is logged and the best EMA weights are kept in RUN/model.safetensors.
     Ctrl-C writes a checkpoint (exit 130); --resume continues exactly.
     """
     _run(config, resume, tst, {"train": {"epochs": epochs, "max_minutes": max_minutes, "device": device, "seed": seed}},
