@@ -2,14 +2,14 @@
 
 On a 2-core machine two torch processes that each start one compute thread per core ask for
 twice the cores there are; OpenMP threads that spin while they wait for each other then burn the
-other process's time, and each slowed far more than twice (measured: 4.4×). tsdiff sets its
+other process's time, and each slowed far more than twice (measured: 3.25×, 4.4× in one try). tsdiff sets its
 thread count and OpenMP's waiting deliberately (README, "Threads"); this measures the result.
 
     python benchmarks/shared_cpu.py RUN [-n 2000] [--repeats 2] [--env NAME=VALUE ...]
 
 Prints each solo time, each side-by-side time, and the ratio of the median side-by-side time to
 the median solo time (target ≤ 2.5; 2.0 is two processes fairly sharing the cores). ``--env``
-adds variables to both (e.g. OMP_NUM_THREADS=1, TSDIFF_TRAIN__THREADS=1) to compare settings.
+adds variables to both (e.g. OMP_NUM_THREADS=1, TSDIFF_THREADS=1, GOMP_SPINCOUNT=...) to compare settings.
 Run it on an otherwise idle machine.
 """
 

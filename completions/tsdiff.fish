@@ -75,7 +75,7 @@ complete -c tsdiff -n '__tsdiff_at evaluate' -l imputed -r -F -d 'Imputation mod
 complete -c tsdiff -n '__tsdiff_at evaluate' -s o -l output -r -F -d 'Where to write the JSON report [default: report.json, or RUN/report.json]'
 complete -c tsdiff -n '__tsdiff_at evaluate' -l plots -r -F -d 'Folder for PNGs: PCA, t-SNE and series of real vs generated'
 complete -c tsdiff -n '__tsdiff_at evaluate' -s c -l config -x -a '(__fish_complete_suffix .toml)' -d 'TOML settings whose [eval] section to use'
-complete -c tsdiff -n '__tsdiff_at evaluate' -l quick -d 'The reduced profile used during training (quick_* settings); labelled as such, not comparable with papers'
+complete -c tsdiff -n '__tsdiff_at evaluate' -l quick -d 'The reduced profile ([eval] quick_* settings, which also size training\'s selection score); labelled as such, not comparable with papers'
 complete -c tsdiff -n '__tsdiff_at evaluate' -l repeats -x -d 'Repeats of the discriminative and predictive scores (overrides [eval] repeats)'
 complete -c tsdiff -n '__tsdiff_at evaluate' -l seed -x -d 'Seed of the metrics (overrides [eval] seed); with RUN, the seed its samples and its metrics are derived from (never those that chose the model during training)'
 complete -c tsdiff -n '__tsdiff_at evaluate' -s q -l quiet -d 'No progress and no table; only the report file'

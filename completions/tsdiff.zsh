@@ -84,7 +84,7 @@ _tsdiff_evaluate() {
     '(-o --output)'{-o,--output}'[Where to write the JSON report \[default: report.json, or RUN/report.json\]]:file:_files' \
     '--plots[Folder for PNGs: PCA, t-SNE and series of real vs generated]:file:_files' \
     '(-c --config)'{-c,--config}'[TOML settings whose \[eval\] section to use]:file:_files -g "*.toml"' \
-    '--quick[The reduced profile used during training (quick_* settings); labelled as such, not comparable with papers]' \
+    '--quick[The reduced profile (\[eval\] quick_* settings, which also size training'\''s selection score); labelled as such, not comparable with papers]' \
     '--repeats[Repeats of the discriminative and predictive scores (overrides \[eval\] repeats)]:value: ' \
     '--seed[Seed of the metrics (overrides \[eval\] seed); with RUN, the seed its samples and its metrics are derived from (never those that chose the model during training)]:value: ' \
     '(-q --quiet)'{-q,--quiet}'[No progress and no table; only the report file]' \

@@ -22,12 +22,26 @@ def data_file(name: str) -> Path:
     return shipped_path(shipped)
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOMP_SPINCOUNT")
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    """Tests see no TSDIFF_* variables from the developer's shell."""
+    """Tests see no TSDIFF_* variables from the developer's shell, and a command's thread setup
+    (tsdiff_cli/threads.py, run by every in-process CLI call) does not leak into later tests."""
+    import torch
+
     for name in list(os.environ):
         if name.upper().startswith("TSDIFF_"):
             monkeypatch.delenv(name)
+    for name in THREAD_VARIABLES:  # restored afterwards, whatever a command set
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -43,3 +44,31 @@ def test_user_error_is_one_line_without_traceback(workdir):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no-such.toml" in lines[0]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_thread_count_precedence(monkeypatch):
+    """--threads beats OMP_NUM_THREADS, which beats one thread per physical core; the OpenMP spin is
+    shortened unless the user chose a wait policy."""
+    import torch
+
+    from tsdiff_cli.threads import SPIN_COUNT, configure, physical_cores
+
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    assert configure() == physical_cores() == torch.get_num_threads()
+    assert os.environ["GOMP_SPINCOUNT"] == SPIN_COUNT
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    assert configure() == 1 == torch.get_num_threads() and "GOMP_SPINCOUNT" not in os.environ
+    assert configure(3) == 3 == torch.get_num_threads() and os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_threads_option_and_variable_reach_torch(cli, workdir):
+    import torch
+
+    assert cli("--threads", "1", "config", "show", "--help").exit_code == 0
+    assert torch.get_num_threads() == 1
+    assert cli("config", "show", "--help", env={"TSDIFF_THREADS": "2"}).exit_code == 0
+    assert torch.get_num_threads() == 2
+    assert cli("--threads", "-1", "config", "show").exit_code == 2  # refused with one line

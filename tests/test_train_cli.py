@@ -92,6 +92,29 @@ def test_resume_continues_exactly(cli, workdir, tiny):
             assert np.array_equal(ta[key].numpy(), tb[key].numpy()), key
 
 
+def test_a_checkpoint_from_before_a_config_field_existed_resumes(cli, workdir, tiny):
+    """A run checkpointed before ``[model] resample`` existed (its architecture text lacks the key)
+    resumes: the field's default is the network it trained; another architecture is still refused."""
+    assert cli("train", tiny, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "4"}).exit_code == 0
+    run = _latest(workdir)
+    name = json.loads((run / "checkpoints" / "latest.json").read_text())["name"]
+    path = run / "checkpoints" / f"{name}.json"
+    state = json.loads(path.read_text())
+    signature = json.loads(state["signature"])
+    assert signature["unet"].pop("resample") == "pool"
+    path.write_text(json.dumps({**state, "signature": json.dumps(signature)}))
+    resumed = cli("train", "--resume", run, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "6"})
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((run / "status.json").read_text())["step"] == 6
+    signature["unet"]["channels"] = 16  # now a real difference, in the newest checkpoint
+    name = json.loads((run / "checkpoints" / "latest.json").read_text())["name"]
+    other = run / "checkpoints" / f"{name}.json"
+    latest = json.loads(other.read_text())
+    other.write_text(json.dumps({**latest, "signature": json.dumps(signature)}))
+    refused = cli("train", "--resume", run, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "8"})
+    assert refused.exit_code == 2 and "another architecture" in refused.output
+
+
 def test_the_kept_model_is_the_best_quick_evaluation_on_equal_numbers_of_windows(cli, workdir, tiny):
     env = {"TSDIFF_TRAIN__EVAL_EVERY": "1", "TSDIFF_TRAIN__EPOCHS": "4", "TSDIFF_TRAIN__EVAL_SAMPLES": "16",
            "TSDIFF_EVAL__QUICK_REPEATS": "1", "TSDIFF_EVAL__QUICK_DISC_ITERATIONS": "5"}

@@ -190,11 +190,12 @@ MetricName = Literal["discriminative", "predictive", "context_fid", "correlation
 
 
 class EvalSettings(_Section):
-    """``[eval]``: the generation metrics of ``tsdiff evaluate`` and of evaluation during training.
+    """``[eval]``: the generation metrics of ``tsdiff evaluate`` and the selection score of training.
 
     The plain keys are the full protocol of the papers (TimeGAN / ImagenTime / ImagenI2R); the
-    ``quick_*`` keys form the reduced profile used inside training, which reports are labelled
-    with and which never compares with published tables.
+    ``quick_*`` keys form the reduced profile of ``tsdiff evaluate --quick`` (labelled so, never
+    compared with published tables); ``quick_repeats`` and ``quick_disc_iterations`` also size
+    the selection score during training.
     """
 
     metrics: list[MetricName] = Field(list(METRIC_NAMES), description="metrics of the full protocol")

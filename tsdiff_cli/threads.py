@@ -3,8 +3,9 @@ before torch starts (this module imports no torch).
 
 Two torch processes that each start one compute thread per core ask for twice the cores there
 are; OpenMP threads that spin while waiting for each other then burn the other process's time.
-On a 2-core machine two `tsdiff sample` side by side each took 4.4× their solo time (both
-processes busy-waiting); with a short spin before sleeping, 1.9× (benchmarks/shared_cpu.py; 4.4× before).
+On a 2-core machine two `tsdiff sample` side by side each took 3.25× their solo time (median
+of two tries; 4.4× in a single one), both processes busy-waiting; with a short spin before
+sleeping, 1.9× (benchmarks/shared_cpu.py).
 """
 
 from __future__ import annotations

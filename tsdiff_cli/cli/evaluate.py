@@ -19,7 +19,7 @@ def evaluate_command(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the JSON report [default: report.json, or RUN/report.json].", show_default=False)] = None,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Folder for PNGs: PCA, t-SNE and series of real vs generated.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML settings whose [eval] section to use.", show_default=False)] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="The reduced profile used during training (quick_* settings); labelled as such, not comparable with papers.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="The reduced profile ([eval] quick_* settings, which also size training's selection score); labelled as such, not comparable with papers.")] = False,
     repeats: Annotated[Optional[int], typer.Option(help="Repeats of the discriminative and predictive scores (overrides [eval] repeats).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the metrics (overrides [eval] seed); with RUN, the seed its samples and its metrics are derived from (never those that chose the model during training).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no table; only the report file.")] = False,

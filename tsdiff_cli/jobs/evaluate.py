@@ -48,7 +48,7 @@ def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quic
                         "score samples against other data with --real and --generated")
     base = settings.eval.seed if seed is None else seed
     seeds = evaluation_seeds(base)
-    used = selection_seeds(rs)
+    used = selection_seeds(_as_trained(run))
     if seeds["sample"] == used["sample"] or seeds["metric"] == used["metric"]:  # cannot happen by construction
         raise RuntimeError("an evaluation seed equals a selection seed")
     label = f"sampling {n} windows"
@@ -86,6 +86,14 @@ def evaluate_imputation(real: Path, gaps: Path, imputed: Path, *, output: Path |
 
     out = _writable(output or Path(REPORT_FILE))
     return _write(judge_files(real, gaps, imputed), out)
+
+
+def _as_trained(run: Path) -> Settings:
+    """The run's own config.toml, without this shell's TSDIFF_* variables (the seeds it selected with)."""
+    from tsdiff_cli.runs import config_path
+    from tsdiff_cli.settings import load_settings
+
+    return load_settings(config_path(run), environ={})
 
 
 def _require_generator(run: Path) -> None:

@@ -84,7 +84,7 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     selection_real, selection_from = selection_reference(ds.observed, ds.split, settings.train.eval_samples,
                                                          settings.eval.seed)
     task = GeneratorTask(settings, cfg, train_windows, selection_real, device, metadata, tst_only=tst_only,
-                         sample_bf16=use_bf16(settings.sample.precision, device))
+                         sample_bf16=use_bf16(settings.sample.precision, device), selection_from=selection_from)
     run = Run.open(resume) if resume is not None else Run.create(settings.train.runs_dir, command, config_name,
                                                                  to_toml(settings))
     if on_run:

@@ -1,6 +1,7 @@
 """The evaluation of generated windows against real ones: every metric, repeated, into one report.
 
-``evaluate_windows`` is the core of ``tsdiff evaluate`` and of evaluation during training. The
+``evaluate_windows`` is the core of ``tsdiff evaluate`` (training selects with its own score,
+:func:`tsdiff_cli.metrics.discriminative.gappy_discriminative_score`). The
 ``full`` profile is the papers' protocol (``[eval]`` plain keys); the ``quick`` profile uses the
 ``quick_*`` keys and its report says, in ``protocol``, that it is reduced and not comparable with
 published tables.

@@ -4,7 +4,7 @@ Residual blocks of GroupNorm → SiLU → 3×3 conv, with the noise-level embedd
 scale and shift after the second normalisation; self-attention at the configured resolutions;
 skip connections from every encoder block to the decoder. Between resolutions either a residual
 block that resamples (``resample = "residual"``: ADM's BigGAN-style up/down blocks, as EDM's
-DhariwalUNet and the paper's reference build; a 1×1 convolution on the resampled skip), or a
+DhariwalUNet and the paper's reference build; their skip is the resampled input), or a
 parameter-free average-pool down / nearest up (``"pool"``, cheaper, the CPU presets).
 The network knows nothing of σ beyond the ``noise_label`` it is given: the EDM
 preconditioning lives in :mod:`tsdiff_cli.models.edm`.
@@ -70,7 +70,7 @@ class NoiseEmbedding(nn.Module):
 
 class ResBlock(nn.Module):
     """GroupNorm → SiLU → (resample) → conv, embedding scale/shift, GroupNorm → SiLU → dropout → conv,
-    plus the (resampled, projected when shapes change) input. ``resample``: None, "up" (nearest ×2)
+    plus the input, resampled, and projected by a 1×1 convolution when the channels change. ``resample``: None, "up" (nearest ×2)
     or "down" (2×2 average), ADM's up/down residual blocks (Dhariwal & Nichol 2021, §3)."""
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, resample: str | None = None):
@@ -82,7 +82,7 @@ class ResBlock(nn.Module):
         self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
         self.drop = Dropout(dropout)
         self.conv2 = _zero(nn.Conv2d(c_out, c_out, 3, padding=1))
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out or resample else nn.Identity()
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def _resampled(self, x: torch.Tensor) -> torch.Tensor:
         if self.resample == "up":

@@ -8,7 +8,9 @@ the EMA weights with the best. It reads only what a user has: EMA samples, given
 windows, against the *observed* values of those windows (the validation split when the dataset
 has one, else the training windows) — never the dataset's ``target``, which holds the values a
 benchmark removed. Selection and evaluation draw from disjoint seeds (:func:`selection_seeds`,
-:func:`evaluation_seeds`), so the final score is not computed on the windows that chose the model.
+:func:`evaluation_seeds`): the final score is computed on other samples and other classifier
+splits than those that chose the model (the real side may be the same windows: the presets,
+like the paper, train and score on every window).
 The noise draws come from a generator checkpointed with the weights (exact resume).
 """
 
@@ -29,12 +31,13 @@ from tsdiff_cli.settings import Settings
 from tsdiff_cli.training.loop import EMA, Phase, Position, StepOutput, Task, Watch
 
 QUICK_MIN = 4  # fewer real windows with an observed value than this: no selection score
+VAL_MIN = 100  # validation windows enough to select on when fewer than eval_samples are there
 
 
 def derived_seed(purpose: str, seed: int) -> int:
     """A seed for one ``purpose`` from a user's ``seed``: different purposes never share a
     stream, whatever seeds the user sets (SeedSequence hashing of both)."""
-    return int(np.random.SeedSequence([seed, *purpose.encode()]).generate_state(1)[0] >> 1)
+    return int(np.random.SeedSequence([seed % 2**64, *purpose.encode()]).generate_state(1)[0] >> 1)
 
 
 def selection_seeds(s: Settings) -> dict[str, int]:
@@ -52,8 +55,9 @@ def evaluation_seeds(seed: int) -> dict[str, int]:
 
 def selection_reference(observed: np.ndarray, split: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, str]:
     """The real side of every selection score, and which windows they are: up to ``n`` observed
-    windows (gaps kept) of the validation split when it has at least ``QUICK_MIN`` with an
-    observed value, else of the training split; the same ones each time (drawn once with ``seed``),
+    windows (gaps kept) of the validation split when it has ``n`` of them (or at least ``VAL_MIN``)
+    with an observed value, else of the training split (a handful of validation windows would make
+    a noisy score); the same ones each time (drawn once with ``seed``),
     scored against as many sampled.
 
     Equal sizes as in the full protocol (TimeGAN scores N generated against N real): 1000
@@ -62,7 +66,8 @@ def selection_reference(observed: np.ndarray, split: np.ndarray, n: int, seed: i
     same model scores 0.06–0.13 and a 0.013 model 0.011–0.016 (docs/generator-cpu.md)."""
     seen = ~np.isnan(observed).all(axis=(1, 2))
     val = seen & (split == SPLITS["val"])
-    which, rows = ("validation", val) if val.sum() >= QUICK_MIN else ("training", seen & (split == SPLITS["train"]))
+    enough = val.sum() >= max(QUICK_MIN, min(n, VAL_MIN))
+    which, rows = ("validation", val) if enough else ("training", seen & (split == SPLITS["train"]))
     ref = observed[rows]
     pick = np.sort(np.random.default_rng(seed).permutation(len(ref))[:n])
     return np.ascontiguousarray(ref[pick], dtype=np.float32), which
@@ -75,7 +80,8 @@ class GeneratorTask(Task):
     diverged_fix = "lower [train] lr or [tst] lr and start again"
 
     def __init__(self, s: Settings, cfg: GeneratorConfig, observed: np.ndarray, selection_real: np.ndarray,
-                 device: torch.device, metadata: dict[str, str], *, tst_only: bool = False, sample_bf16: bool = False):
+                 device: torch.device, metadata: dict[str, str], *, tst_only: bool = False, sample_bf16: bool = False,
+                 selection_from: str = "training"):
         self.s, self.cfg, self.device, self.metadata = s, cfg, device, metadata
         self.tst_only, self.sample_bf16 = tst_only, sample_bf16
         torch.manual_seed(s.train.seed)
@@ -93,13 +99,21 @@ class GeneratorTask(Task):
         self.model_file = TST_FILE if tst_only else MODEL_FILE
         self.quick = bool(s.train.eval_every) and len(selection_real) >= QUICK_MIN and not tst_only
         # the selection windows are part of what a score means: another set makes old scores incomparable
-        self.watch = Watch("discriminative", key=["observed", len(selection_real), s.eval.seed, s.train.seed])
+        e, p = s.eval, s.sample
+        self.watch = Watch("discriminative", key=["observed", selection_from, len(selection_real), e.seed, s.train.seed,
+                                                  p.steps, p.churn, e.quick_repeats, e.quick_disc_iterations])
 
     def generators(self) -> dict[str, torch.Generator]:
         return {"noise": self.noise}
 
     def signature(self) -> str:
         return self.cfg.to_json()
+
+    def same_architecture(self, saved: str) -> bool:
+        try:  # a checkpoint from before a config field existed reads with its default
+            return GeneratorConfig.from_json(saved).to_json() == self.signature()
+        except (TypeError, ValueError, KeyError):
+            return False
 
     def phases(self) -> list[Phase]:
         n, bs = len(self.observed), self.s.train.batch_size
