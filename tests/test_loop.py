@@ -227,3 +227,27 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
     kept = load_file(str(run.path / "model.safetensors"))
     assert evals[1]["step"] == 4 and torch.equal(kept["weight"], task.validations[1])
     assert not torch.equal(task.module.weight.detach(), task.validations[1])  # training went on past it
+
+
+def test_a_phase_step_limit_ends_it_mid_epoch_and_the_next_phase_begins(tmp_path):
+    # phase "warm" has 10 epochs of 3 batches but ends after 4 of its steps; "main" then runs 2 epochs
+    class TwoPhases(Counting):
+        def __init__(self):
+            super().__init__(Clock(), 0, 0)
+            self.seen: list[str] = []
+
+        def phases(self):
+            return [Phase("warm", 10, 6, 2, lambda idx: self._named("warm", idx), max_steps=4),
+                    Phase("main", 2, 6, 2, lambda idx: self._named("main", idx))]
+
+        def _named(self, name, idx):
+            self.seen.append(name)
+            return self._step(idx)
+
+    task = TwoPhases()
+    run = Run.create(tmp_path / "runs", "test", "t", "")
+    with run.lifecycle("test"):
+        run.begin("test")
+        result = Trainer(task, run, seed=0, grad_clip=1.0).fit()
+    assert task.seen == ["warm"] * 4 + ["main"] * 6 and result.steps == 10 and result.reason == "finished"
+    assert task.phases()[0].planned_epochs == 2  # what the progress bar shows: 2 epochs, the second cut short

@@ -127,7 +127,7 @@ def run_settings(run: Path, overrides: dict | None = None) -> Settings:
 #: runs and how it is judged or sampled. Everything else was fixed when the run began.
 RESUMABLE = {
     "train": {"epochs", "max_minutes", "max_steps", "eval_every", "eval_samples", "checkpoint_minutes", "device"},
-    "tst": {"epochs"},
+    "tst": {"epochs", "max_steps"},
     "sample": {"steps", "churn", "n", "batch_size", "seed", "precision"},
     "eval": None,  # None: every key
     "forecast": {"epochs", "max_minutes", "max_steps", "patience", "samples", "steps", "solver", "sample_windows", "device"},

@@ -115,6 +115,9 @@ class TSTSettings(_Section):
     mask_rate: float = Field(0.0, ge=0.0, lt=1.0, description="hide this fraction of observed values from the TST's input and "
                              "score only those (Zerveas et al.'s masking objective); 0: score every observed value (paper)")
     epochs: int = Field(100, ge=0, description="phase-1 (completion) epochs")
+    max_steps: int = Field(1000, ge=0, description="before diffusion training, phase 1 also ends after this many steps "
+                           "(the TST keeps learning in phase 2), so its share of a budget does not grow with the data; "
+                           "0: epochs alone (pretrain-tst always trains its epochs)")
     lr: float = Field(1e-3, gt=0, description="TST learning rate (AdamW)")
 
     @model_validator(mode="after")
@@ -129,7 +132,8 @@ class ModelSettings(_Section):
 
     delay: int = Field(3, ge=1, description="steps between the starts of image columns (paper: 3)")
     embedding: int = Field(8, ge=1, description="steps per image column (paper: 8)")
-    channels: int = Field(64, ge=8, description="U-Net base channels (paper: 128)")
+    channels: int = Field(64, ge=8, description="U-Net base channels (paper: 128); wide data raises it to twice the "
+                          "features, rounded up to a multiple of 32 (at most 256)")
     channel_mult: list[int] = Field([1, 2, 2], min_length=1, description="channel multiplier per resolution")
     num_blocks: int = Field(2, ge=1, description="residual blocks per resolution")
     attn_resolutions: list[int] = Field([4, 2], description="image sizes that get self-attention (paper: 8, 4, 2)")

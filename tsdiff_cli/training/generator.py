@@ -117,7 +117,8 @@ class GeneratorTask(Task):
 
     def phases(self) -> list[Phase]:
         n, bs = len(self.observed), self.s.train.batch_size
-        tst = Phase("tst", self.s.tst.epochs, n, bs, self._tst_step)
+        warmup = 0 if self.tst_only else self.s.tst.max_steps  # pretrain-tst trains all its epochs
+        tst = Phase("tst", self.s.tst.epochs, n, bs, self._tst_step, max_steps=warmup)
         diffusion = Phase("diffusion", self.s.train.epochs, n, bs, self._diffusion_step, ema=True,
                           validate=self._quick_evaluation if self.quick else None,
                           validate_every=max(self.s.train.eval_every, 1))

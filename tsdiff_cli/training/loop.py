@@ -73,6 +73,18 @@ class Phase:
     validate_every: int = 1  # epochs; the phase's last epoch always validates
     ema: bool = False  # update the task's EMA after every step
     log_every: int = 10  # steps between train rows (and the last batch of every epoch)
+    max_steps: int = 0  # the phase also ends after this many of its own steps (0: epochs alone)
+
+    @property
+    def planned_epochs(self) -> int:
+        """Epochs this phase starts, the last one perhaps cut short by ``max_steps``."""
+        per_epoch = -(-self.size // self.batch_size)
+        return min(self.epochs, -(-self.max_steps // per_epoch)) if self.max_steps else self.epochs
+
+    def done(self, epoch: int, batch: int) -> bool:
+        """Whether a phase standing at (``epoch``, next ``batch``) has nothing left to train."""
+        per_epoch = -(-self.size // self.batch_size)
+        return epoch >= self.epochs or bool(self.max_steps) and epoch * per_epoch + batch >= self.max_steps
 
 
 @dataclass
@@ -340,10 +352,10 @@ class Trainer:
             while True:
                 if pos.validate_due and self._validate(phase):
                     return self._stop_early()
-                if pos.epoch >= phase.epochs:
+                if phase.done(pos.epoch, pos.batch):
                     break
                 batches = self._batches(phase, pos.epoch)
-                while pos.batch < len(batches):
+                while pos.batch < len(batches) and not phase.done(pos.epoch, pos.batch):
                     self._stop_if_asked()
                     reason = self._out_of_budget(phase)
                     if reason:
@@ -356,17 +368,20 @@ class Trainer:
                     if pos.step % phase.log_every == 0 or pos.batch == len(batches):
                         self._log("train", phase.name, **values)
                     if self.on_step is not None:
-                        self.on_step({"phase": phase.name, "epoch": pos.epoch, "epochs": phase.epochs, "batch": pos.batch,
-                                      "batches": len(batches), "step": pos.step, **values})
+                        self.on_step({"phase": phase.name, "epoch": pos.epoch, "epochs": phase.planned_epochs,
+                                      "batch": pos.batch, "batches": len(batches), "step": pos.step, **values})
                     now = self.clock()
                     if now - self._last_checkpoint > 60 * self.checkpoint_minutes:
                         self.checkpoint()
                     elif now - self._last_status > HEARTBEAT:
                         self._status()
+                if pos.batch < len(batches):  # the phase's step limit ended it mid-epoch
+                    pos.validate_due = phase.validate is not None
+                    continue
                 pos.epoch += 1
                 pos.batch = 0
                 pos.validate_due = phase.validate is not None and (pos.epoch % phase.validate_every == 0
-                                                                    or pos.epoch == phase.epochs)
+                                                                    or phase.done(pos.epoch, 0))
                 self._status()
             # the phase is complete: a checkpoint from here on resumes with the next one, whose
             # validations (if any) start afresh
@@ -443,7 +458,7 @@ class Trainer:
         pos = self.pos
         phase = self.phases[min(pos.phase, len(self.phases) - 1)] if self.phases else None
         self.run.set_status(state="running", phase=phase.name if phase else None, epoch=pos.epoch,
-                            epochs=phase.epochs if phase else None, step=pos.step, **fields)
+                            epochs=phase.planned_epochs if phase else None, step=pos.step, **fields)
         self._last_status = self.clock()
 
     def _export(self) -> None:
