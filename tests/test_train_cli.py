@@ -12,6 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from tsdiff_cli.data.store import read_dataset
+from tsdiff_cli.settings import load_settings
 from conftest import TINY, write_toml
 
 
@@ -154,6 +155,9 @@ def test_selection_reads_no_ground_truth_and_evaluation_draws_fresh_seeds(cli, w
     assert cli("evaluate", run, "--quick", "-q", env=quick).exit_code == 0
     report = json.loads((run / "report.json").read_text())
     assert report["inputs"]["real"]["read"] == "target" and "benchmark" in report["inputs"]["real"]["mode"]
+    run_sample = load_settings(run / "config.toml").sample
+    assert report["inputs"]["generated"]["sampler"] == {"steps": run_sample.steps, "churn": run_sample.churn,
+                                                        "precision": run_sample.precision}
     seeds = report["seeds"]
     assert seeds["base"] == 0 and seeds["sample"] != seeds["selection"]["sample"]
     assert seeds["metric"] != seeds["selection"]["metric"] and report["seed"] == seeds["metric"]

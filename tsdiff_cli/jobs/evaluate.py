@@ -60,6 +60,8 @@ def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quic
     report["seeds"] = {"base": base, "sample": seeds["sample"], "metric": seeds["metric"],
                        "selection": used, "note": "evaluation seeds are derived from base; selection during "
                        "training used its own (never these)"}
+    report["inputs"]["generated"]["sampler"] = {"steps": rs.sample.steps, "churn": rs.sample.churn,
+                                                "precision": rs.sample.precision}
     report["inputs"]["real"]["mode"] = (
         "benchmark: scored against the dataset's ground truth (target), including the values removed for the "
         "benchmark; training and selection never read it" if ds.has_target else
