@@ -76,15 +76,18 @@ class Phase:
     max_steps: int = 0  # the phase also ends after this many of its own steps (0: epochs alone)
 
     @property
+    def batches(self) -> int:
+        """Batches (steps) in one epoch; the last may be short."""
+        return -(-self.size // self.batch_size)
+
+    @property
     def planned_epochs(self) -> int:
         """Epochs this phase starts, the last one perhaps cut short by ``max_steps``."""
-        per_epoch = -(-self.size // self.batch_size)
-        return min(self.epochs, -(-self.max_steps // per_epoch)) if self.max_steps else self.epochs
+        return min(self.epochs, -(-self.max_steps // self.batches)) if self.max_steps else self.epochs
 
     def done(self, epoch: int, batch: int) -> bool:
         """Whether a phase standing at (``epoch``, next ``batch``) has nothing left to train."""
-        per_epoch = -(-self.size // self.batch_size)
-        return epoch >= self.epochs or bool(self.max_steps) and epoch * per_epoch + batch >= self.max_steps
+        return epoch >= self.epochs or bool(self.max_steps) and epoch * self.batches + batch >= self.max_steps
 
 
 @dataclass
