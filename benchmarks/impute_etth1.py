@@ -1,4 +1,5 @@
-"""ETTh1 imputation with the TSLib protocol, generator path against baselines.
+"""ETTh1 imputation with the TSLib protocol: the whole generator (TST and diffusion inpainting)
+against baselines. The TST-only table over several datasets is benchmarks/impute_datasets.py.
 
 TSLib (Wu et al., TimesNet, ICLR 2023): windows of 96 hours from the test split (rows
 11424–14399, stride 1, all 2 881 windows: no drop_last), values z-scored with the training

@@ -12,7 +12,7 @@ from tsdiff_cli.errors import UserError
 from tsdiff_cli.models.delay import DelayEmbedding, delay_layout
 from tsdiff_cli.models.edm import Denoiser, heun_sample, karras_sigmas, masked_edm_loss
 from tsdiff_cli.models.layers import masked_mse as reconstruction_loss
-from tsdiff_cli.models.tst import TST, TSTConfig, complete, fill_tst_inputs
+from tsdiff_cli.models.tst import TST, TSTConfig, complete, fill_tst_inputs, interpolate
 from tsdiff_cli.training.loop import EMA
 
 
@@ -105,6 +105,40 @@ def test_tst_ignores_all_missing_steps_and_learns_only_from_observed():
     other[torch.isnan(x)] = float("nan")
     assert torch.equal(reconstruction_loss(pred, other), loss)
     assert torch.equal(complete(pred, x)[~torch.isnan(x)], x[~torch.isnan(x)])
+
+
+def test_interpolation_matches_the_baseline_it_is_compared_with():
+    from tsdiff_cli.metrics.imputation import fill_linear
+
+    x = torch.rand(6, 20, 4, dtype=torch.float64)
+    x[torch.rand_like(x) < 0.5] = float("nan")
+    x[0, :, 2] = float("nan")  # a feature with nothing observed
+    x[1, :3, 0] = float("nan")  # leading and trailing gaps
+    x[1, -4:, 0] = float("nan")
+    expected = torch.from_numpy(fill_linear(x.numpy()))
+    expected = torch.nan_to_num(expected, nan=0.0)
+    torch.testing.assert_close(interpolate(x), expected)
+
+
+def test_residual_tst_starts_as_interpolation_and_follows_a_shifted_level():
+    """The imputation mode: untrained it is linear interpolation, and a window far above the
+    [0, 1] training range is filled at its own level (the paper's sigmoid cannot leave (0, 1))."""
+    torch.manual_seed(0)
+    kw = dict(features=2, seq_len=12, d_model=8, heads=2, layers=1, ff=16, decoder_hidden=8, dropout=0.0,
+              norm="layer", positional="learnable", mask_channel=True)
+    residual, paper = TST(TSTConfig(**kw, residual=True)).eval(), TST(TSTConfig(**kw)).eval()
+    t = torch.linspace(0, 1, 12).view(1, 12, 1)
+    x = torch.cat([5 + t, 3 - 2 * t], dim=2)  # levels 3–6: outside [0, 1]
+    gappy = x.clone()
+    gappy[0, [2, 3, 7], 0] = float("nan")
+    gappy[0, [5, 10], 1] = float("nan")
+    gaps = torch.isnan(gappy)
+    with torch.no_grad():
+        torch.testing.assert_close(residual(gappy)[gaps], x[gaps], atol=1e-5, rtol=1e-5)
+        for p in residual.out.parameters():  # trained or not, the fill stays at the window's level
+            torch.nn.init.normal_(p, std=0.1)
+        assert (residual(gappy)[gaps] - x[gaps]).abs().max() < 1.0
+        assert (paper(gappy) < 1).all()
 
 
 class _Spy(torch.nn.Module):

@@ -112,6 +112,9 @@ class TSTSettings(_Section):
     positional: Literal["learnable", "fixed"] = Field("learnable", description="positional encoding")
     decoder_hidden: int = Field(40, ge=1, description="hidden units of the bidirectional GRU decoder")
     mask_channel: bool = Field(False, description="join each feature with its missingness indicator")
+    residual: bool = Field(False, description="predict the correction to linear interpolation, in units of each window's "
+                           "observed mean and spread, instead of the value through a sigmoid (paper): robust to level "
+                           "shifts and outliers; starts as interpolation")
     mask_rate: float = Field(0.0, ge=0.0, lt=1.0, description="hide this fraction of observed values from the TST's input and "
                              "score only those (Zerveas et al.'s masking objective); 0: score every observed value (paper)")
     epochs: int = Field(100, ge=0, description="phase-1 (completion) epochs")
@@ -311,6 +314,10 @@ class ForecastSettings(_Section):
     steps: int = Field(5, ge=1, description="sampling steps of the head (≤ 10)")
     solver: Literal["euler", "heun"] = Field("euler", description="flow-matching ODE solver (heun: 2·steps − 1 evaluations)")
     sample_windows: int = Field(8, ge=1, description="windows per sampling batch (× samples rows; small batches stay in cache)")
+    calibrate: bool = Field(True, description="after training, on validation windows: move the samples' median toward the "
+                            "ridge forecast by the weight that minimises their squared error, and scale the samples around "
+                            "it so that the 90 % interval covers 90 % (two constants; test windows are never read)")
+    calibration_windows: int = Field(512, ge=1, description="validation windows (evenly spaced) sampled to choose them")
     seed: int = Field(0, description="seed of initialisation, batches and sampling")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description='"auto" uses a GPU when there is one')
     runs_dir: Path = Field(Path("runs"), description="where forecast runs are made")

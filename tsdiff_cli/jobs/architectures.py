@@ -33,7 +33,7 @@ def generator_config(s: Settings, seq_len: int, features: int) -> GeneratorConfi
     side = DelayEmbedding(seq_len, m.delay, m.embedding, image_multiple(m.channel_mult)).side
     tst = TSTConfig(features=features, seq_len=seq_len, d_model=t.d_model, heads=t.heads, layers=t.layers, ff=t.ff,
                     dropout=t.dropout, norm=t.norm, positional=t.positional, decoder_hidden=t.decoder_hidden,
-                    mask_channel=t.mask_channel)
+                    mask_channel=t.mask_channel, residual=t.residual)
     unet = UNetConfig(image_size=side, in_channels=features, channels=unet_width(m.channels, features),
                       channel_mult=list(m.channel_mult), num_blocks=m.num_blocks,
                       attn_resolutions=list(m.attn_resolutions), dropout=m.dropout, resample=m.resample)

@@ -35,6 +35,8 @@ from tsdiff_cli.training.loop import Budget, OnStep, Trainer
 
 FORECAST_COMMAND = "tsdiff forecast CONFIG"
 QUANTILE_COLUMNS = {"q05": 0.05, "q25": 0.25, "q75": 0.75, "q95": 0.95}
+RIDGE_TENSOR = "calibration.ridge_weights"  # stored beside the module's weights in model.safetensors
+CALIBRATION_SEED = 7919  # added to [forecast] seed: calibration samples never repeat the test evaluation's
 
 
 @dataclass
@@ -78,6 +80,7 @@ def train_forecaster(s: Settings, config_name: str, *, update: Update = no_updat
     device = resolve_device(p.device)
     cfg = forecast_config(p, n_vars)
     model = Forecaster(cfg).to(device)
+    ridge = Ridge().fit(*_all(wins["train"]))  # a baseline of the report, and the anchor of the calibration
     task = ForecastTask(model, wins, phase, p, device, _metadata(cfg, series, mean, std, freq, t0))
     run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, "forecast", config_name, to_toml(s))
     if on_run is not None:
@@ -95,7 +98,14 @@ def train_forecaster(s: Settings, config_name: str, *, update: Update = no_updat
         fit = trainer.fit()
         run.note(f"training {fit.reason} after {fit.epochs} epochs, {fit.steps} steps, {fit.minutes:.1f} min")
         model.load_state_dict(load_forecaster(run.path)[0].state_dict())  # the kept (best) weights
-        report = evaluate_forecaster(model, s, wins, phase, mean, std, update)
+        calibration = _calibrate(model, s, wins["val"], phase, ridge, update) if p.calibrate else None
+        if calibration is not None:
+            tensors, metadata = task.export(trainer.pos)
+            run.save_model({**tensors, RIDGE_TENSOR: torch.from_numpy(ridge.weights)},
+                           {**metadata, "calibration": json.dumps({k: calibration[k] for k in ("weight", "spread")})})
+            run.note(f"calibrated on {calibration['windows']} validation windows: median weight {calibration['weight']:.3f} "
+                     f"(ridge {1 - calibration['weight']:.3f}), spread × {calibration['spread']:.3f}")
+        report = evaluate_forecaster(model, s, wins, phase, mean, std, ridge, update, calibration)
         report["training"] = {"epochs": fit.epochs, "steps": fit.steps, "minutes": round(fit.minutes, 2),
                               "reason": fit.reason, "best_val_loss": fit.best}
         run.write_report(report)
@@ -103,9 +113,36 @@ def train_forecaster(s: Settings, config_name: str, *, update: Update = no_updat
     return TrainedForecaster(run.path, report, fit.epochs, fit.minutes, fit.reason)
 
 
+def _calibrate(model: Forecaster, s: Settings, val: ForecastWindows, phase: torch.Tensor, ridge: Ridge,
+               update: Update) -> dict:
+    """Weight and spread of :func:`recalibrate`, chosen on up to ``calibration_windows`` evenly
+    spaced validation windows (samples drawn with a seed of their own, not the test evaluation's)."""
+    from tsdiff_cli.metrics.forecast import choose_recalibration, interval_coverage, recalibrate
+
+    p = s.forecast
+    n = min(p.calibration_windows, len(val))
+    pick = torch.from_numpy(np.unique(np.linspace(0, len(val) - 1, n).round().astype(np.int64)))
+    draws, _ = _sample_all(model, val, phase, p.samples, p.steps, p.solver, p.sample_windows, p.seed + CALIBRATION_SEED,
+                           update, "calibration on validation windows", subset=pick)
+    x, y, _ = val.batch(pick)
+    x, y = x.numpy(), y.numpy()
+    anchor = ridge.predict(x)
+    weight, spread = choose_recalibration(draws, anchor, y, 0.9)
+    after = recalibrate(draws, anchor, weight, spread)
+    median = np.median(draws, axis=0)
+    return {"weight": weight, "spread": spread, "windows": len(pick), "seed": p.seed + CALIBRATION_SEED,
+            "anchor": "linear ridge", "mse_median_before": float(np.mean((median - y) ** 2)),
+            "mse_median_after": float(np.mean((np.median(after, axis=0) - y) ** 2)),
+            "mse_anchor": float(np.mean((anchor - y) ** 2)),
+            "coverage90_before": interval_coverage(draws, y, 0.9), "coverage90_after": interval_coverage(after, y, 0.9)}
+
+
 def evaluate_forecaster(model: Forecaster, s: Settings, wins: dict[str, ForecastWindows], phase: torch.Tensor, mean: np.ndarray,
-                        std: np.ndarray, update: Update) -> dict:
-    """The test metrics of the model (samples), its deterministic head and the baselines."""
+                        std: np.ndarray, ridge: Ridge, update: Update, calibration: dict | None = None) -> dict:
+    """The test metrics of the model's samples (recalibrated as ``calibration`` says, and as
+    drawn), its deterministic head and the baselines (``ridge``: fitted on the training windows)."""
+    from tsdiff_cli.metrics.forecast import recalibrate
+
     p = s.forecast
     model.eval()
     t = time.monotonic()
@@ -113,18 +150,26 @@ def evaluate_forecaster(model: Forecaster, s: Settings, wins: dict[str, Forecast
                              "test forecasts")
     seconds = time.monotonic() - t
     x_te, y_te = _all(wins["test"])
-    x_tr, y_tr = _all(wins["train"])
     x_va, y_va = _all(wins["val"])
+    raw = None
+    if calibration is not None:
+        raw = forecast_scores(draws, y_te, scale=(mean, std))
+        draws = recalibrate(draws, ridge.predict(x_te), calibration["weight"], calibration["spread"])
     report = {"protocol": {"windows": len(wins["test"]), "seq_len": p.seq_len, "pred_len": p.pred_len,
                            "samples": p.samples, "steps": p.steps, "solver": p.solver, "space": "z (train StandardScaler)",
                            "sampling_seconds": round(seconds, 1)},
               "model": forecast_scores(draws, y_te, scale=(mean, std))}
+    if calibration is not None:
+        report["calibration"] = calibration
+        report["model_as_drawn"] = raw
     det_val = _deterministic(model, wins["val"], phase)
-    ridge = Ridge().fit(x_tr, y_tr)
     points = {"deterministic head": (det, det_val), "linear ridge": (ridge.predict(x_te), ridge.predict(x_va)),
               "seasonal naive": (seasonal_naive(x_te, p.pred_len), seasonal_naive(x_va, p.pred_len))}
     report["baselines"] = {name: gaussian_scores(test, residual_spread(val, y_va), y_te, mean, std)
                            for name, (test, val) in points.items()}
+    # what settings may be chosen on: the validation windows' MSE (z-space) of each point forecast
+    report["validation"] = {"windows": len(wins["val"]),
+                            **{f"mse {name}": float(np.mean((val - y_va) ** 2)) for name, (_, val) in points.items()}}
     return report
 
 
@@ -151,19 +196,29 @@ def format_forecast_report(report: dict) -> str:
     lines.append(f"ETTh1-style protocol: {pr['windows']} test windows, {pr['seq_len']}→{pr['pred_len']}, {pr['samples']} samples, "
                  f"{pr['steps']} {pr['solver']} steps ({pr['sampling_seconds']} s); errors and CRPS in z-space, "
                  "CRPS ProbTS / NMAE on the original scale ÷ Σ|y|")
+    c = report.get("calibration")
+    if c:
+        lines.append(f"samples recalibrated on {c['windows']} validation windows: median weight {c['weight']:.3f} against "
+                     f"the ridge, spread × {c['spread']:.3f} (validation MSE {c['mse_median_before']:.4f} → "
+                     f"{c['mse_median_after']:.4f}, ridge {c['mse_anchor']:.4f}; 90 % coverage {c['coverage90_before']:.3f} → "
+                     f"{c['coverage90_after']:.3f}); as drawn on test: MSE {report['model_as_drawn']['mse_median']:.4f}, "
+                     f"coverage {report['model_as_drawn']['coverage90']:.3f}")
     return "\n".join(lines)
 
 
 def _sample_all(model: Forecaster, windows: ForecastWindows, phase: torch.Tensor, samples: int, steps: int, solver: str,
-                per_batch: int, seed: int, update: Update, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """(samples (M, N, H, V), deterministic (N, H, V)) for every window, ``per_batch`` at a time."""
+                per_batch: int, seed: int, update: Update, label: str,
+                subset: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(samples (M, N, H, V), deterministic (N, H, V)) for every window (or the windows ``subset``),
+    ``per_batch`` at a time."""
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    n = len(windows)
+    chosen = torch.arange(len(windows)) if subset is None else subset
+    n = len(chosen)
     out = np.empty((samples, n, windows.pred_len, windows.series.shape[1]), dtype=np.float32)
     det = np.empty((n, windows.pred_len, windows.series.shape[1]), dtype=np.float32)
     for i in range(0, n, per_batch):
-        idx = torch.arange(i, min(i + per_batch, n))
+        idx = chosen[i:i + per_batch]
         x, _, start = windows.batch(idx)
         draws, point = model.sample(x.to(device), samples, steps, phase[start].to(device), generator=gen, solver=solver)
         out[:, i:i + len(idx)] = draws.float().cpu().numpy()
@@ -191,6 +246,7 @@ def load_forecaster(run: Path, device: str | torch.device = "cpu") -> tuple[Fore
     """The model of a forecast run and its metadata (columns, scaler, dates)."""
     tensors, meta = run_model(run, "forecaster", FORECAST_COMMAND)
     try:
+        ridge = tensors.pop(RIDGE_TENSOR, None)
         model = Forecaster(ForecastConfig.from_json(meta["config"]))
         model.load_state_dict(tensors)
         freq_ns, t0 = json.loads(meta["freq_ns"]), json.loads(meta["t0"])
@@ -198,7 +254,9 @@ def load_forecaster(run: Path, device: str | torch.device = "cpu") -> tuple[Fore
                 "mean": np.array(json.loads(meta["mean"])), "std": np.array(json.loads(meta["std"])),
                 "freq": None if freq_ns is None else pd.Timedelta(freq_ns, unit="ns"),
                 "freq_alias": json.loads(meta.get("freq_alias", "null")),
-                "t0": None if t0 is None else pd.Timestamp(t0)}
+                "t0": None if t0 is None else pd.Timestamp(t0),
+                "calibration": json.loads(meta.get("calibration", "null")),  # None: not calibrated
+                "ridge": None if ridge is None else Ridge(weights=ridge.double().numpy())}
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise UserError(run, f"does not hold a forecaster this tsdiff can read ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:120]})", "train again with this version") from None
@@ -274,7 +332,13 @@ def forecast_from_run(run: Path, input: Path, output: Path, samples: int, steps:
     require_memory("--samples", 8 * 4 * samples * cfg.pred_len * cfg.n_vars, f"{samples} samples",
                    "ask for fewer --samples")
     draws, _ = model.sample(x.to(device_), samples, steps, phase.to(device_), generator=gen, solver=solver)
-    draws = draws[:, 0].float().cpu().numpy() * info["std"] + info["mean"]  # (K, H, V), original units
+    draws = draws[:, 0].float().cpu().numpy()  # (K, H, V) z-space
+    if info["calibration"] is not None and info["ridge"] is not None:
+        from tsdiff_cli.metrics.forecast import recalibrate
+
+        c = info["calibration"]
+        draws = recalibrate(draws[:, None], info["ridge"].predict(x.numpy()), c["weight"], c["spread"])[:, 0]
+    draws = draws * info["std"] + info["mean"]  # original units
     if times is not None:
         step = pd.tseries.frequencies.to_offset(info["freq_alias"]) if info.get("freq_alias") else freq
         future = pd.date_range(times[-1] + step, periods=cfg.pred_len, freq=step)

@@ -119,6 +119,7 @@ def _pretrained_tst(run: Path, cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
     tensors, meta = run_model(run, "tst", "tsdiff pretrain-tst CONFIG", TST_FILE)
     saved = json.loads(meta.get("config", "{}"))
     saved = saved.get("tst", saved)  # a generator config, or (older files) the TST's alone
+    saved.setdefault("residual", False)  # written before the field existed
     if saved != cfg.tst.to_dict():
         raise UserError(run, "holds a TST of another architecture than these settings' [tst]",
                         "pretrain with the same [tst] settings, or drop --tst")

@@ -13,9 +13,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from tsdiff_cli.metrics.imputation import fair_crps
+from tsdiff_cli.metrics.imputation import fair_crps_sorted
 
 QUANTILES = np.round(np.arange(1, 20) * 0.05, 2)  # 0.05 … 0.95
+
+
+def sorted_quantiles(ordered: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """``np.quantile(samples, quantiles, axis=0)`` (its default linear method) from the samples
+    already sorted along axis 0: position h = (M − 1) q, interpolated between its two neighbours."""
+    m = ordered.shape[0]
+    h = (m - 1) * np.asarray(quantiles, dtype=np.float64)
+    lo = np.floor(h).astype(int)
+    hi = np.minimum(lo + 1, m - 1)
+    frac = (h - lo).reshape((-1,) + (1,) * (ordered.ndim - 1))
+    return ordered[lo] + frac * (ordered[hi] - ordered[lo])
 
 
 def weighted_quantile_loss(samples: np.ndarray, y: np.ndarray, quantiles: np.ndarray = QUANTILES) -> float:
@@ -51,24 +62,32 @@ def forecast_scores(samples: np.ndarray, y: np.ndarray, samples_original: np.nda
     so = samples if samples_original is None else samples_original
     yo = y if y_original is None else y_original
     sums = dict.fromkeys(("se_med", "ae_med", "se_mean", "ae_mean", "crps", "in50", "in90", "wql", "abs_err_o", "abs_y_o"), 0.0)
+    levels = np.array([0.25, 0.75, 0.05, 0.95])  # the 50 % and 90 % intervals
     for i in range(0, y.shape[0], chunk):
-        s, t, s_o, t_o = samples[:, i:i + chunk], y[i:i + chunk], so[:, i:i + chunk], yo[i:i + chunk]
-        if scale is not None:
-            s_o, t_o = s * scale[1] + scale[0], t * scale[1] + scale[0]
-        median, mean = np.median(s, axis=0), s.mean(axis=0)
+        s, t = samples[:, i:i + chunk], y[i:i + chunk]
+        ordered = np.sort(s, axis=0)  # once: every quantile, the median and the CRPS read it
+        median, mean = sorted_quantiles(ordered, np.array([0.5]))[0], s.mean(axis=0)
         sums["se_med"] += float(np.sum((median - t) ** 2))
         sums["ae_med"] += float(np.sum(np.abs(median - t)))
         sums["se_mean"] += float(np.sum((mean - t) ** 2))
         sums["ae_mean"] += float(np.sum(np.abs(mean - t)))
-        sums["crps"] += float(np.sum(fair_crps(s, t)))
-        for level, key in ((0.5, "in50"), (0.9, "in90")):
-            lo, hi = np.quantile(s, [(1 - level) / 2, (1 + level) / 2], axis=0)
-            sums[key] += float(np.sum((t >= lo) & (t <= hi)))
-        predicted = np.quantile(s_o, QUANTILES, axis=0)
+        sums["crps"] += float(np.sum(fair_crps_sorted(ordered, t)))
+        q50lo, q50hi, q90lo, q90hi = sorted_quantiles(ordered, levels)
+        sums["in50"] += float(np.sum((t >= q50lo) & (t <= q50hi)))
+        sums["in90"] += float(np.sum((t >= q90lo) & (t <= q90hi)))
+        if scale is not None:  # z · std + mean (std > 0) keeps the order: the quantiles map over
+            mu, sd = scale
+            predicted, t_o = sorted_quantiles(ordered, QUANTILES) * sd + mu, t * sd + mu
+            median_o = median * sd + mu
+        else:
+            ordered_o = ordered if samples_original is None else np.sort(so[:, i:i + chunk], axis=0)
+            t_o = yo[i:i + chunk]
+            predicted = sorted_quantiles(ordered_o, QUANTILES)
+            median_o = sorted_quantiles(ordered_o, np.array([0.5]))[0]
         q = QUANTILES.reshape((-1,) + (1,) * t_o.ndim)
         loss = 2 * np.abs((predicted - t_o[None]) * ((t_o[None] <= predicted).astype(np.float64) - q))
         sums["wql"] += loss.reshape(len(QUANTILES), -1).sum(1)  # per quantile
-        sums["abs_err_o"] += float(np.sum(np.abs(t_o - np.median(s_o, axis=0))))
+        sums["abs_err_o"] += float(np.sum(np.abs(t_o - median_o)))
         sums["abs_y_o"] += float(np.sum(np.abs(t_o)))
     n = y.size
     return {
@@ -109,3 +128,35 @@ def gaussian_scores(mu: np.ndarray, sigma: np.ndarray, y: np.ndarray, mean: np.n
         "coverage50": float(np.mean(np.abs(y - mu) <= z50 * sigma)),
         "coverage90": float(np.mean(np.abs(y - mu) <= z90 * sigma)),
     }
+
+
+
+def recalibrate(draws: np.ndarray, anchor: np.ndarray, weight: float, spread: float) -> np.ndarray:
+    """The ensemble (M, ...) moved and scaled by two constants: with m its per-element median,
+    c + spread · (x − m), c = weight · m + (1 − weight) · anchor (a point forecast, e.g. the ridge).
+    The new median is c; the samples keep their shape."""
+    if weight == 1.0 and spread == 1.0:
+        return draws
+    median = np.median(draws, axis=0, keepdims=True)
+    centre = weight * median + (1 - weight) * anchor[None]
+    return centre + spread * (draws - median)
+
+
+def choose_recalibration(draws: np.ndarray, anchor: np.ndarray, y: np.ndarray, level: float = 0.9,
+                         low: float = 0.25, high: float = 8.0) -> tuple[float, float]:
+    """(weight, spread) of :func:`recalibrate` from held-out windows (validation, never test):
+    the weight in [0, 1] of the ensemble median against ``anchor`` that minimises the squared
+    error (least squares on one coefficient: stacking, Wolpert 1992), then the spread whose
+    central ``level`` interval covers the closest fraction to ``level`` of ``y`` (recalibration,
+    Kuleshov et al. 2018, "Accurate Uncertainties for Deep Learning Using Calibrated
+    Regression", §3, with one scale parameter)."""
+    ordered = np.sort(draws, axis=0)
+    median = sorted_quantiles(ordered, np.array([0.5]))[0]
+    gap = median - anchor
+    denom = float(np.sum(gap * gap))
+    weight = 1.0 if denom == 0 else float(np.clip(np.sum(gap * (y - anchor)) / denom, 0.0, 1.0))
+    lo, hi = sorted_quantiles(ordered, np.array([(1 - level) / 2, (1 + level) / 2])) - median
+    err = y - (weight * median + (1 - weight) * anchor)
+    grid = np.geomspace(low, high, 241)  # steps of 1.5 %
+    covered = np.array([np.mean((err >= f * lo) & (err <= f * hi)) for f in grid])
+    return weight, float(grid[np.argmin(np.abs(covered - level))])

@@ -84,11 +84,16 @@ def fair_crps(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
     The pair sum uses the sorted members: Σ_{i<j} (x_(j) − x_(i)) = Σ_k (2k − M + 1) x_(k)
     (k from 0), so the cost is O(M log M), not O(M²). Needs M ≥ 2.
     """
-    m = samples.shape[0]
-    if m < 2:
+    if samples.shape[0] < 2:
         raise ValueError("the fair CRPS needs at least two samples")
-    skill = np.mean(np.abs(samples - truth[None]), axis=0)
-    ordered = np.sort(samples, axis=0)
+    return fair_crps_sorted(np.sort(samples, axis=0), truth)
+
+
+def fair_crps_sorted(ordered: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """:func:`fair_crps` of members already sorted along axis 0 (a caller that sorts once for
+    quantiles too)."""
+    m = ordered.shape[0]
+    skill = np.mean(np.abs(ordered - truth[None]), axis=0)
     k = np.arange(m, dtype=np.float64).reshape((-1,) + (1,) * truth.ndim)
     pair_sum = np.sum((2 * k - m + 1) * ordered, axis=0)  # Σ_{i<j} |x_i − x_j|
     return skill - pair_sum / (m * (m - 1))

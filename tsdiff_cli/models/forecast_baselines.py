@@ -21,8 +21,8 @@ def seasonal_naive(x: np.ndarray, pred_len: int, season: int = 24) -> np.ndarray
 
 
 class Ridge:
-    def __init__(self, alpha: float = 1.0):
-        self.alpha, self.weights = alpha, None
+    def __init__(self, alpha: float = 1.0, weights: np.ndarray | None = None):
+        self.alpha, self.weights = alpha, weights
 
     @staticmethod
     def _design(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

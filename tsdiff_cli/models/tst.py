@@ -7,6 +7,14 @@ LayerNorm. Decoder: a bidirectional GRU, a linear layer and a sigmoid, giving a 
 step and feature. Inputs have their gaps filled by forward then backward propagation (zeros
 where a feature is never seen); with ``mask_channel`` each feature is joined by its missingness
 indicator. Trained with MSE on the observed values only.
+
+Residual mode (``residual``, tsdiff's imputation choice, not the paper's): the input gaps are
+filled by linear interpolation, each window is standardised per feature by its observed values'
+mean and standard deviation (the per-window normalisation of TimesNet, Wu et al. ICLR 2023, §4,
+and of the non-stationary transformers, Liu et al. NeurIPS 2022, §3.1), and the network's
+output (zero at initialisation) is a correction to the interpolation in those units, with no
+sigmoid. A window whose level lies outside the training range is then no harder than any other,
+and an untrained network is exactly linear interpolation.
 """
 
 from __future__ import annotations
@@ -36,13 +44,15 @@ class TSTConfig:
     positional: str  # "learnable" | "fixed"
     decoder_hidden: int
     mask_channel: bool
+    residual: bool = False  # False for checkpoints from before the field existed
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def fill_tst_inputs(x: torch.Tensor) -> torch.Tensor:
-    """NaNs filled by the last observation, then by the next one, then zeros; (B, T, F), vectorised."""
+def _neighbours(x: torch.Tensor):
+    """For (B, T, F) with NaNs: observed mask, the step of the last observation at or before each
+    step (−1: none), of the next at or after (T: none), and the values there (0 where none)."""
     observed = ~torch.isnan(x)
     t = torch.arange(x.shape[1], device=x.device).view(1, -1, 1)
     last = torch.where(observed, t, torch.zeros_like(t) - 1).cummax(dim=1).values
@@ -50,7 +60,43 @@ def fill_tst_inputs(x: torch.Tensor) -> torch.Tensor:
     zero = torch.nan_to_num(x, nan=0.0)
     fwd = torch.gather(zero, 1, last.clamp_min(0).expand_as(x))
     bwd = torch.gather(zero, 1, nxt.clamp_max(x.shape[1] - 1).expand_as(x))
+    return observed, last, nxt, fwd, bwd
+
+
+def fill_tst_inputs(x: torch.Tensor) -> torch.Tensor:
+    """NaNs filled by the last observation, then by the next one, then zeros; (B, T, F), vectorised."""
+    observed, last, nxt, fwd, bwd = _neighbours(x)
+    zero = torch.nan_to_num(x, nan=0.0)
     return torch.where(observed, zero, torch.where(last >= 0, fwd, torch.where(nxt < x.shape[1], bwd, 0.0)))
+
+
+def interpolate(x: torch.Tensor) -> torch.Tensor:
+    """NaNs filled by linear interpolation between the observations either side (the nearest one
+    at the ends, zeros where a feature has none); (B, T, F), vectorised. Agrees with
+    metrics.imputation.fill_linear."""
+    observed, last, nxt, fwd, bwd = _neighbours(x)
+    n = x.shape[1]
+    has_left, has_right = last >= 0, nxt < n
+    t = torch.arange(n, device=x.device).view(1, -1, 1).to(x.dtype)
+    span = torch.where(has_left & has_right, nxt - last, torch.ones_like(nxt)).to(x.dtype)
+    between = fwd + (bwd - fwd) * (t - last.to(x.dtype)) / span
+    inner = torch.where(has_left & has_right, between, torch.where(has_left, fwd, torch.where(has_right, bwd, 0.0)))
+    return torch.where(observed, torch.nan_to_num(x, nan=0.0), inner)
+
+
+def window_stats(x: torch.Tensor, floor: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (floored) of each window's observed values per feature, (B, 1, F);
+    a feature with no observed value gets mean 0.5 (the middle of the generator's [0, 1] space)
+    and deviation 0.25, so the network predicts it from the other features."""
+    observed = ~torch.isnan(x)
+    count = observed.sum(1, keepdim=True)
+    zero = torch.nan_to_num(x, nan=0.0)
+    mean = zero.sum(1, keepdim=True) / count.clamp_min(1)
+    var = (torch.where(observed, zero - mean, 0.0) ** 2).sum(1, keepdim=True) / count.clamp_min(1)
+    none = count == 0
+    mean = torch.where(none, torch.full_like(mean, 0.5), mean)
+    std = torch.where(none, torch.full_like(var, 0.25), (var + floor ** 2).sqrt())
+    return mean, std
 
 
 class _Norm(nn.Module):
@@ -97,11 +143,20 @@ class TST(nn.Module):
         self.layers = nn.ModuleList(_EncoderLayer(cfg) for _ in range(cfg.layers))
         self.decoder = nn.GRU(cfg.d_model, cfg.decoder_hidden, batch_first=True, bidirectional=True)
         self.out = nn.Linear(2 * cfg.decoder_hidden, cfg.features)
+        if cfg.residual:  # an untrained network is linear interpolation
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, observed: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) with NaN where missing → a complete (B, T, F) reconstruction in (0, 1)."""
+        """(B, T, F) with NaN where missing → a complete (B, T, F) reconstruction (in (0, 1)
+        unless ``residual``)."""
         mask = ~torch.isnan(observed)
-        x = fill_tst_inputs(observed)
+        if self.cfg.residual:
+            mean, std = window_stats(observed)
+            base = (interpolate(observed) - mean) / std
+            x = base
+        else:
+            x = fill_tst_inputs(observed)
         if self.cfg.mask_channel:
             x = torch.cat([x, mask.to(x.dtype)], dim=-1)
         h = self.project(x) + self.position
@@ -110,6 +165,8 @@ class TST(nn.Module):
         for layer in self.layers:
             h = layer(h, padding)
         h, _ = self.decoder(F.gelu(h))
+        if self.cfg.residual:
+            return (base + self.out(h)) * std + mean
         return torch.sigmoid(self.out(h))
 
 
