@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _seeds import parse_value, seed_cell
 from tsdiff_cli.data.forecast import read_series
 from tsdiff_cli.jobs.forecast import train_forecaster
 from tsdiff_cli.settings import load_settings
@@ -36,15 +37,6 @@ TARGETS = [  # (label, key, test, target text): the ETTh1 targets of the forecas
     ("coverage 50 %", "coverage50", lambda v: abs(v - 0.5) <= 0.05, "0.45–0.55"),
     ("coverage 90 %", "coverage90", lambda v: abs(v - 0.9) <= 0.05, "0.85–0.95"),
 ]
-
-
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def run_one(config: Path, data: str, seed: int, tmp: Path, extra: dict, samples: int | None) -> dict:
@@ -71,11 +63,6 @@ def _verdict(model: float, ridge: float) -> str:
     return "yes" if model < ridge else f"no (+{model - ridge:.4f})"
 
 
-def _cell(values: list[float]) -> str:
-    v = np.array(values)
-    return f"{np.median(v):.4f}" + (f" ±{v.max() - v.min():.4f}" if len(v) > 1 else "")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=REPO / "config" / "etth1-forecast.toml")
@@ -88,7 +75,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    extra = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    extra = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for data in args.data:
@@ -100,7 +87,7 @@ def main() -> None:
     print(f"{'data':<10} {'deterministic head':>20} {'linear ridge':>20} {'seasonal naive':>20}")
     for data, rows in results.items():
         v = [r["report"]["validation"] for r in rows]
-        print(f"{data:<10} " + " ".join(f"{_cell([x[f'mse {k}'] for x in v]):>20}"
+        print(f"{data:<10} " + " ".join(f"{seed_cell([x[f'mse {k}'] for x in v]):>20}"
                                         for k in ("deterministic head", "linear ridge", "seasonal naive")))
     print("test windows (reported): median of the samples, and the point baselines")
     print(f"{'data':<10} {'tsdiff median':>16} {'deterministic':>16} {'linear ridge':>16} {'seasonal naive':>16} "
@@ -109,10 +96,10 @@ def main() -> None:
         m = [r["report"]["model"] for r in rows]
         b = [r["report"]["baselines"] for r in rows]
         med, ridge = np.median([x["mse_median"] for x in m]), np.median([x["linear ridge"]["mse_median"] for x in b])
-        print(f"{data:<10} {_cell([x['mse_median'] for x in m]):>16} "
-              + " ".join(f"{_cell([x[k]['mse_median'] for x in b]):>16}" for k in ("deterministic head", "linear ridge", "seasonal naive"))
-              + f" {_cell([x['crps'] for x in m]):>16} {_cell([x['coverage50'] for x in m]):>16} "
-              f"{_cell([x['coverage90'] for x in m]):>16} {_verdict(med, ridge):>15}")
+        print(f"{data:<10} {seed_cell([x['mse_median'] for x in m]):>16} "
+              + " ".join(f"{seed_cell([x[k]['mse_median'] for x in b]):>16}" for k in ("deterministic head", "linear ridge", "seasonal naive"))
+              + f" {seed_cell([x['crps'] for x in m]):>16} {seed_cell([x['coverage50'] for x in m]):>16} "
+              f"{seed_cell([x['coverage90'] for x in m]):>16} {_verdict(med, ridge):>15}")
     if "etth1" in results:
         rows = results["etth1"]
         print("\nETTh1 against the forecast issue's targets (medians over seeds):")

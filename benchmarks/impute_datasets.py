@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
+from _seeds import parse_value, seed_cell
 from tsdiff_cli.data.forecast import read_series
 from tsdiff_cli.data.scaling import Scaler
-from tsdiff_cli.data.sources import resolve_source
+from tsdiff_cli.data.sources import read_frame
 from tsdiff_cli.data.timekd import scheme_for, tslib_borders
 from tsdiff_cli.jobs.architectures import generator_config
 from tsdiff_cli.jobs.generate import train_generator
@@ -49,21 +49,12 @@ PUBLISHED = {"etth1": "TimesNet (published) avg MSE 0.078 / MAE 0.187"}
 METHODS = ("imputer", "linear", "locf", "mean")
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
 def overrides(items: list[str]) -> dict:
     out: dict = {}
     for item in items:
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
-        out.setdefault(section, {})[name] = _value(value)
+        out.setdefault(section, {})[name] = parse_value(value)
     return out
 
 
@@ -73,7 +64,7 @@ def train_imputer(config: Path, data: str, seed: int, work: Path, extra: dict) -
     series = read_series(data)
     rows = len(series.values)
     train_end = tslib_borders(scheme_for(Path(series.path).stem), rows, WINDOW)["train"][1]
-    frame = pd.read_csv(resolve_source(data)) if str(series.path).endswith(".csv") else pd.read_parquet(series.path)
+    frame = read_frame(series.path)
     source = work / f"{Path(series.path).stem}-train-{seed}.csv"
     frame.iloc[:train_end].to_csv(source, index=False)
     over = {"data": {"source": str(source), "output": work / f"{source.stem}.h5", "seed": seed},
@@ -88,12 +79,7 @@ def train_imputer(config: Path, data: str, seed: int, work: Path, extra: dict) -
     result = train_generator(settings, config.stem, command="pretrain-tst", tst_only=True)
     minutes = (time.time() - t0) / 60
     tensors, meta = run_model(result.run, "tst", "tsdiff pretrain-tst CONFIG", TST_FILE)
-    import h5py
-
-    with h5py.File(settings.data.output, "r") as f:
-        features = len(series.columns)
-        seq_len = f["observed"].shape[1]
-    model = Generator(generator_config(settings, seq_len, features))
+    model = Generator(generator_config(settings, settings.data.seq_len, len(series.columns)))
     model.tst.load_state_dict(tensors)
     return model.eval(), Scaler.from_json(meta["scaler"]), minutes
 
@@ -120,11 +106,6 @@ def score(data: str, model: Generator, scaler: Scaler, split: str, seed: int, ra
         line["imputer"] = errors(filled, windows, mask)
         out[rate] = line
     return out
-
-
-def _cell(values: list[float]) -> str:
-    v = np.array(values)
-    return f"{np.median(v):.4f}" + (f"±{v.max() - v.min():.3f}" if len(v) > 1 else "")
 
 
 def main() -> None:
@@ -166,13 +147,13 @@ def main() -> None:
             for m in METHODS:
                 mse = [r[rate][m]["mse"] for r in rows]
                 mae = np.median([r[rate][m]["mae"] for r in rows])
-                cells.append(f"{_cell(mse)}/{mae:.4f}")
+                cells.append(f"{seed_cell(mse, 3)}/{mae:.4f}")
             ok = np.median([r[rate]["imputer"]["mse"] for r in rows]) <= np.median([r[rate]["linear"]["mse"] for r in rows])
             print(f"{rate:>6.3f} " + " ".join(f"{c:>22}" for c in cells) + f"   {'yes' if ok else 'NO'}")
         for m in METHODS:
             avgs[m] = [np.mean([r[rate][m]["mse"] for rate in args.rates]) for r in rows]
         maes = {m: np.median([np.mean([r[rate][m]["mae"] for rate in args.rates]) for r in rows]) for m in METHODS}
-        print(f"{'avg':>6} " + " ".join(f"{_cell(avgs[m]) + '/' + format(maes[m], '.4f'):>22}" for m in METHODS))
+        print(f"{'avg':>6} " + " ".join(f"{seed_cell(avgs[m], 3) + '/' + format(maes[m], '.4f'):>22}" for m in METHODS))
         if data in PUBLISHED and args.split == "test":
             print(PUBLISHED[data])
 
