@@ -333,6 +333,85 @@ class ForecastSettings(_Section):
         return self
 
 
+class ClassifySettings(_Section):
+    """``[classify]``: ``tsdiff classify`` — a dual-patch transformer that classifies and regresses
+    labelled series with gaps (see tsdiff_cli/models/dualpatch.py)."""
+
+    train: str | None = Field(None, description='labelled training series: a .ts file, a long CSV / Parquet table, or a '
+                              'shipped set ("JapaneseVowels_TRAIN", "BasicMotions_TRAIN", "Covid3Month_TRAIN")')
+    val: str | None = Field(None, description="validation series (same layout); default: val_fraction of train, stratified")
+    test: str | None = Field(None, description="test series, scored once after training (never used for any choice)")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="share of train carved out for validation when val is unset "
+                                "(stratified by the first class label, seeded)")
+    id_column: str = Field("id", description="long tables: the series id column")
+    time_column: str | None = Field(None, description="long tables: orders rows within a series (default: file order)")
+    value_columns: list[str] | None = Field(None, description="long tables: numeric channels (default: every column not "
+                                            "named elsewhere)")
+    categorical_columns: list[str] = Field([], description="long tables: time-varying categorical channels")
+    labels: dict[str, Literal["class", "numeric"]] = Field({}, description='long tables: label columns and their kind, '
+                                                         'e.g. {activity = "class", age = "numeric"}; a .ts file has one, '
+                                                         '"label", its kind read from the header')
+    step_labels: list[str] = Field([], description="long tables: labels given per time step (the rest are per series)")
+    task_weights: dict[str, float] = Field({}, description="loss weight per label (default 1 each)")
+    length: int = Field(0, ge=0, description="steps the model reads: shorter series are padded with missing values, a "
+                        "longer one is an error; 0: the longest training series")
+    patch_len: int = Field(8, ge=1, description="steps per temporal patch")
+    patch_stride: int = Field(4, ge=1, description="steps between temporal patches")
+    d_model: int = Field(64, ge=8, description="token width")
+    heads: int = Field(4, ge=1, description="attention heads")
+    layers: int = Field(2, ge=1, description="encoder layers (per stream)")
+    ff: int = Field(128, ge=1, description="feed-forward width")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout")
+    streams: Literal["joint", "separate"] = Field("joint", description='"joint": one encoder over temporal and variate '
+                                                  'tokens; "separate": one encoder each, fused after pooling')
+    epochs: int = Field(100, ge=1, description="epochs of the base schedule")
+    batch_size: int = Field(32, ge=1, description="series per step")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    schedule: Literal["cosine", "onecycle"] = Field("cosine", description='"cosine" decay from lr to 0, or "onecycle" '
+                                                    "(30 % warm-up from lr/25, then cosine to lr/10 000)")
+    grad_clip: float = Field(1.0, gt=0, description="gradient norm clipping")
+    metric: Literal["auto", "accuracy", "macro_f1", "rmse", "loss"] = Field(
+        "auto", description="validation metric that keeps the best epoch and stops early, on the first label: accuracy "
+        "(class) or rmse (numeric) for auto; ties are broken by the validation loss")
+    patience: int = Field(0, ge=0, description="validations without a better metric before stopping (0: never; not with swa)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+    class_weights: bool = Field(False, description="weigh the cross-entropy by inverse class frequency")
+    numeric_loss: Literal["mse", "huber"] = Field("mse", description="loss of numeric labels (on standardised targets)")
+    balance: list[str] = Field([], description="labels whose joint values the sampler balances: each series drawn with "
+                               "weight 1 / (series sharing its values); weights written to sampling_weights.csv")
+    swa: bool = Field(False, description="after the base schedule, average the weights over swa_extra_ratio × epochs "
+                      "more (torch.optim.swa_utils); the average is what is saved")
+    swa_extra_ratio: float = Field(0.333, gt=0, description="SWA epochs as a fraction of epochs")
+    swa_lr_frac: float = Field(0.25, gt=0, le=1, description="SWALR anneals linearly to this fraction of lr")
+    pretrain_epochs: int = Field(100, ge=1, description="classify pretrain: masked-patch epochs")
+    mask_ratio: float = Field(0.4, gt=0, lt=1, description="classify pretrain: share of temporal patches hidden")
+    value_mask: float = Field(0.1, ge=0, lt=1, description="classify pretrain: share of other observed values hidden")
+    init: Path | None = Field(None, description="fine-tune from this pretrain run's encoder (fresh heads)")
+    head_epochs: int = Field(5, ge=0, description="with init: epochs training the heads alone before all layers")
+    label_fraction: float = Field(1.0, gt=0, le=1, description="keep this stratified, seeded share of the training labels")
+    missing_rate: float = Field(0.0, ge=0, lt=1, description="benchmark gaps: remove this share of observed values at "
+                                "random from every file read (seeded); 0 keeps the data as it is")
+    seed: int = Field(0, description="seed of splits, initialisation, batches and masks")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description='"auto" uses a GPU when there is one')
+    max_minutes: float = Field(0.0, ge=0, description="stop training after this many minutes (0: no limit)")
+    max_steps: int = Field(0, ge=0, description="stop training after this many steps (0: no limit)")
+    runs_dir: Path = Field(Path("runs"), description="where classify runs are made")
+
+    @model_validator(mode="after")
+    def _check(self) -> ClassifySettings:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        if self.patch_stride > self.patch_len:
+            raise ValueError(f"patch_stride {self.patch_stride} > patch_len {self.patch_len} would skip steps")
+        for name in (*self.step_labels, *self.task_weights, *self.balance):
+            if self.labels and name not in self.labels:
+                raise ValueError(f"'{name}' is not one of labels ({', '.join(self.labels)})")
+        if self.swa and self.patience:
+            raise ValueError("patience stops the base schedule that swa continues; set patience = 0 with swa")
+        return self
+
+
 class Settings(BaseSettings):
     """All settings, one attribute per TOML section.
 
@@ -352,6 +431,7 @@ class Settings(BaseSettings):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     impute: ImputeSettings = Field(default_factory=ImputeSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    classify: ClassifySettings = Field(default_factory=ClassifySettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from tsdiff_cli import __version__
+from tsdiff_cli.cli import classify as classify_cmd
 from tsdiff_cli.cli import config as config_cmd
 from tsdiff_cli.cli import evaluate as evaluate_cmd
 from tsdiff_cli.cli import forecast as forecast_cmd
@@ -85,7 +86,7 @@ def _root(
                           "lower it when other heavy processes share the machine.", show_default=False)
     ] = 0,
 ) -> None:
-    """Diffusion models for time series with gaps: prepare data, generate, impute, forecast.
+    """Diffusion models for time series with gaps: prepare data, generate, impute, forecast, classify.
 
     Settings come from a TOML file (presets in config/), overridden by TSDIFF_<SECTION>__<KEY>
     environment variables, overridden by command options.
@@ -103,6 +104,7 @@ app.command("evaluate")(evaluate_cmd.evaluate_command)
 app.command("impute")(impute_cmd.impute_command)
 app.command("forecast")(forecast_cmd.forecast_command)
 app.command("monitor")(monitor_cmd.monitor_command)
+app.add_typer(classify_cmd.app, name="classify")
 app.add_typer(config_cmd.app, name="config")
 
 

@@ -66,24 +66,31 @@ def downsample(series: Series, max_points: int = 400, log: bool = False) -> tupl
 
 @dataclass(frozen=True)
 class Goal:
-    """How to rank a score: ``"min"`` (lower is better) or ``"target"`` (closest to ``target``)."""
+    """How to rank a score: ``"min"`` (lower is better), ``"max"`` (higher is better: accuracy,
+    F1, R²) or ``"target"`` (closest to ``target``)."""
 
     kind: str = "min"
     target: float = 0.0
 
     def distance(self, value: float) -> float:
+        if self.kind == "max":
+            return -value
         return value if self.kind == "min" else abs(value - self.target)
 
     def describe(self) -> str:
+        if self.kind == "max":
+            return "higher is better"
         return "lower is better" if self.kind == "min" else f"closest to {self.target:g}"
 
 
 _COVERAGE = re.compile(r"(?:^|[_\-.])cov(?:erage)?(?=[_\-.\d]|$)")
 _LEVEL = re.compile(r"(\d+(?:\.\d+)?)")
+_HIGHER = re.compile(r"(?:^|[_\-.])(?:accuracy|acc|f1|r2|auc)$")
 
 
 def goal_for(name: str) -> Goal | None:
-    """Lower is better for errors, distances and scores; a coverage field is best at its nominal
+    """Lower is better for errors, distances and scores, higher for accuracies, F1 and R²
+    (``val_accuracy``, ``macro_f1``, ``r2``); a coverage field is best at its nominal
     level, read from its name (``coverage_90`` → 0.90, ``cov_0.5`` → 0.5). A coverage field with no
     level in its name is shown but not ranked (``None``)."""
     lowered = name.lower()
@@ -93,6 +100,8 @@ def goal_for(name: str) -> Goal | None:
             return None
         value = float(level.group(1))
         return Goal("target", value / 100 if value > 1 else value)
+    if _HIGHER.search(lowered):
+        return Goal("max")
     return Goal("min")
 
 

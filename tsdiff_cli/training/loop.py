@@ -8,6 +8,8 @@ owns the rest:
 - the batch order (a seeded permutation per epoch: a function of (seed, epoch) alone);
 - the optimizer step: bf16 autocast around the step when asked, a finite-loss check, backward,
   gradient-norm clipping per parameter group, the optimizer and scheduler steps, the EMA update;
+  stochastic weight averaging (torch's ``AveragedModel``) at the end of each epoch of a phase
+  that ``average``s;
 - the budget: epochs, ``max_steps`` and ``max_minutes`` checked before every step. Validations
   count against the time: once the trainer knows how long one takes it stops training early
   enough for the last one to end by the deadline, and a validation still running at the
@@ -74,6 +76,8 @@ class Phase:
     ema: bool = False  # update the task's EMA after every step
     log_every: int = 10  # steps between train rows (and the last batch of every epoch)
     max_steps: int = 0  # the phase also ends after this many of its own steps (0: epochs alone)
+    average: bool = False  # fold the weights into the task's ``swa`` average after each of its epochs
+    model_file: str | None = None  # where this phase's kept weights go (default: the task's model_file)
 
     @property
     def batches(self) -> int:
@@ -163,6 +167,7 @@ class Task(abc.ABC):
     optimizer: torch.optim.Optimizer
     scheduler: Any = None  # stepped after every optimizer step
     ema: EMA | None = None
+    swa: Any = None  # a torch.optim.swa_utils.AveragedModel of ``module``, for phases that ``average``
     watch: Watch | None = None
     model_file: str = MODEL_FILE  # the run file :meth:`export` fills
     diverged_fix: str = "lower the learning rate and start again"
@@ -383,6 +388,8 @@ class Trainer:
                     continue
                 pos.epoch += 1
                 pos.batch = 0
+                if phase.average and self.task.swa is not None:
+                    self.task.swa.update_parameters(self.task.module)
                 pos.validate_due = phase.validate is not None and (pos.epoch % phase.validate_every == 0
                                                                     or phase.done(pos.epoch, 0))
                 self._status()
@@ -464,14 +471,18 @@ class Trainer:
                             epochs=phase.planned_epochs if phase else None, step=pos.step, **fields)
         self._last_status = self.clock()
 
+    def _model_file(self) -> str:
+        phase = self.phases[min(self.pos.phase, len(self.phases) - 1)] if self.phases else None
+        return phase.model_file if phase is not None and phase.model_file else self.task.model_file
+
     def _export(self) -> None:
         tensors, metadata = self.task.export(self.pos)
-        self.run.save_model(tensors, metadata, self.task.model_file)
+        self.run.save_model(tensors, metadata, self._model_file())
 
     def _check_export(self) -> None:
         """A run never ends with inference weights that do not read back: written again from the
         current state when they do not (the kept best is then lost, and the log says so)."""
-        path = model_path(self.run.path, self.task.model_file)
+        path = model_path(self.run.path, self._model_file())
         if model_readable(path):
             return
         self.run.note(f"{path.name} did not read back; written again from the weights at step {self.pos.step}")
@@ -485,6 +496,8 @@ class Trainer:
         tensors = {f"model.{k}": v for k, v in task.module.state_dict().items()}
         if task.ema is not None:
             tensors.update({f"ema.{k}": v for k, v in task.ema.shadow.items()})
+        if task.swa is not None:
+            tensors.update({f"swa.{k}": v for k, v in task.swa.state_dict().items()})
         opt_tensors, groups = _optimizer_tensors(task.optimizer)
         tensors.update(opt_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
@@ -526,6 +539,8 @@ class Trainer:
             for k in task.ema.shadow:
                 task.ema.shadow[k].copy_(tensors[f"ema.{k}"])
             task.ema.updates = state["ema_updates"]
+        if task.swa is not None:
+            task.swa.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("swa.")})
         _load_optimizer(task.optimizer, tensors, state["optimizer"])
         if task.scheduler is not None:
             task.scheduler.load_state_dict(state["scheduler"])
@@ -536,7 +551,7 @@ class Trainer:
             gen.set_state(tensors[f"rng.{name}"])
         self.pos = Position(**state["position"])
         self._saved = _snapshot(self.pos)
-        if self.pos.kept_at is not None and not model_readable(model_path(self.run.path, task.model_file)):
+        if self.pos.kept_at is not None and not model_readable(model_path(self.run.path, self._model_file())):
             # the weights a validation kept are gone: the next validation (or the end) writes new ones
             self.run.note(f"{task.model_file} is missing or unreadable; the best kept so far is forgotten and it "
                           "will be written again from the resumed training")
