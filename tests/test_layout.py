@@ -79,7 +79,7 @@ def test_the_monitor_and_the_run_format_need_no_torch():
 
 def test_only_runs_py_spells_a_run_file_name():
     names = {runs.CONFIG_FILE, runs.METRICS_FILE, runs.LOG_FILE, runs.STATUS_FILE, runs.MODEL_FILE, runs.TST_FILE,
-             runs.REPORT_FILE, runs.CHECKPOINTS, "latest.json"}
+             runs.REPORT_FILE, runs.CHECKPOINTS, runs.BASE_MODEL_FILE, runs.SAMPLING_WEIGHTS_FILE, "latest.json"}
     spelled = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "runs.py" and path.parent == PACKAGE:

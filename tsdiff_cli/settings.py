@@ -362,6 +362,9 @@ class ClassifySettings(_Section):
     layers: int = Field(2, ge=1, description="encoder layers (per stream)")
     ff: int = Field(128, ge=1, description="feed-forward width")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout")
+    gaps: Literal["mask", "interpolate"] = Field("mask", description='"mask": missing values enter as 0 with a missing-mask '
+                                                 'channel; "interpolate": filled by linear interpolation, no mask channel '
+                                                 "(the ablation the benchmark compares with)")
     streams: Literal["joint", "separate"] = Field("joint", description='"joint": one encoder over temporal and variate '
                                                   'tokens; "separate": one encoder each, fused after pooling')
     epochs: int = Field(100, ge=1, description="epochs of the base schedule")

@@ -117,8 +117,10 @@ def predict_command(
     """Predict every label of the model for every series of --input."""
     from tsdiff_cli.jobs.classify import predict_from_run
 
-    path = predict_from_run(run, input, output)
+    path, unknown = predict_from_run(run, input, output)
     if not quiet:
+        if unknown:
+            print(f"{unknown} categorical values were never seen in training and were read as unknown")
         print(f"wrote {path}")
 
 

@@ -4,12 +4,13 @@ config. Models never see settings; defaults live in settings.py alone."""
 from __future__ import annotations
 
 from tsdiff_cli.models.delay import DelayEmbedding
+from tsdiff_cli.models.dualpatch import DualPatchConfig, HeadConfig
 from tsdiff_cli.models.emb_decoder import EmbDecoderConfig
 from tsdiff_cli.models.forecaster import ForecastConfig
 from tsdiff_cli.models.generator import GeneratorConfig, image_multiple
 from tsdiff_cli.models.tst import TSTConfig
 from tsdiff_cli.models.unet import UNetConfig
-from tsdiff_cli.settings import ForecastSettings, ImputeSettings, Settings
+from tsdiff_cli.settings import ClassifySettings, ForecastSettings, ImputeSettings, Settings
 
 
 #: the widest base a wide dataset raises the U-Net to (beyond it the network grows past tens of
@@ -50,3 +51,12 @@ def forecast_config(p: ForecastSettings, n_vars: int) -> ForecastConfig:
 def emb_decoder_config(p: ImputeSettings, variables: int, width: int, length: int) -> EmbDecoderConfig:
     """``[impute]`` for embeddings of (variables, width) decoded into ``length`` values each."""
     return EmbDecoderConfig(variables, width, length, p.decoder, p.hidden, p.layers)
+
+
+def classifier_config(p: ClassifySettings, channels: int, length: int, categories: list[int],
+                      heads: list[HeadConfig]) -> DualPatchConfig:
+    """``[classify]`` for series of ``channels`` × ``length`` with categorical channels of
+    ``categories`` codes each, and one head per label."""
+    return DualPatchConfig(channels=channels, length=length, patch_len=p.patch_len, patch_stride=p.patch_stride,
+                           d_model=p.d_model, heads=p.heads, layers=p.layers, ff=p.ff, dropout=p.dropout,
+                           streams=p.streams, categories=categories, tasks=heads, mask_channel=p.gaps == "mask")

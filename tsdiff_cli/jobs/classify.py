@@ -26,15 +26,15 @@ from tsdiff_cli.data.labelled import (LabelledSet, conform, layout, read_long, r
                                       resolve_labelled, strata, stratified_split)
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.jobs import Update, no_update
+from tsdiff_cli.jobs.architectures import classifier_config
 from tsdiff_cli.models.dualpatch import DualPatchConfig, DualPatchTransformer, HeadConfig
-from tsdiff_cli.runs import MODEL_FILE, Run, model_path, model_readable, report_path, run_model, run_settings
+from tsdiff_cli.runs import BASE_MODEL_FILE, MODEL_FILE, SAMPLING_WEIGHTS_FILE, Run, model_path, model_readable, report_path, run_model, run_settings
 from tsdiff_cli.settings import ClassifySettings, Settings, to_toml
 from tsdiff_cli.training.device import resolve_device
 from tsdiff_cli.training.loop import Budget, OnStep, Trainer
 
 KIND, ENCODER_KIND = "classifier", "classifier-encoder"
 TRAIN_COMMAND, PRETRAIN_COMMAND = "tsdiff classify train CONFIG", "tsdiff classify pretrain CONFIG"
-WEIGHTS_FILE = "sampling_weights.csv"
 SPLIT_SEEDS = {"train": 0, "test": 1, "val": 2, "input": 3}  # added to [classify] seed for missing_rate's draw
 
 
@@ -78,10 +78,17 @@ def _scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 0, std, 1.0)
 
 
-def _batches(data: LabelledSet, mean: np.ndarray, std: np.ndarray, scale: dict[str, tuple[float, float]]):
+def _batches(data: LabelledSet, mean: np.ndarray, std: np.ndarray, scale: dict[str, tuple[float, float]],
+             gaps: str = "mask"):
+    """Model-ready tensors; with ``gaps = "interpolate"`` every gap (padding included) filled
+    linearly along time (the nearest value at the ends; 0, the channel mean, where a series has none)."""
+    from tsdiff_cli.metrics.imputation import fill_linear
     from tsdiff_cli.training.classify import Batches
 
-    x = torch.from_numpy(((data.x - mean[None, :, None]) / std[None, :, None]).astype(np.float32))
+    z = (data.x - mean[None, :, None]) / std[None, :, None]
+    if gaps == "interpolate":
+        z = np.nan_to_num(fill_linear(z.swapaxes(1, 2)).swapaxes(1, 2))
+    x = torch.from_numpy(z.astype(np.float32))
     targets = {}
     for spec in data.specs:
         y = data.labels[spec.name]
@@ -93,16 +100,13 @@ def _batches(data: LabelledSet, mean: np.ndarray, std: np.ndarray, scale: dict[s
     return Batches(x, torch.from_numpy(data.cat), targets)
 
 
+def _categories(data: LabelledSet) -> list[int]:
+    """Codes per categorical channel, 0 (unknown) included."""
+    return [len(data.vocab[k]) + 1 for k in data.categoricals]
+
+
 def _heads(data: LabelledSet) -> list[HeadConfig]:
     return [HeadConfig(s.name, s.kind, len(s.classes) if s.kind == "class" else 1, s.per_step) for s in data.specs]
-
-
-def model_config(p: ClassifySettings, data: LabelledSet, heads: list[HeadConfig]) -> DualPatchConfig:
-    """``[classify]`` for the layout of ``data``."""
-    return DualPatchConfig(channels=len(data.channels), length=int(data.x.shape[2]), patch_len=p.patch_len,
-                           patch_stride=p.patch_stride, d_model=p.d_model, heads=p.heads, layers=p.layers, ff=p.ff,
-                           dropout=p.dropout, streams=p.streams, categories=[len(data.vocab[k]) + 1 for k in data.categoricals],
-                           tasks=heads)
 
 
 def _at_length(p: ClassifySettings, data: LabelledSet) -> LabelledSet:
@@ -157,7 +161,7 @@ def _sample_weights(p: ClassifySettings, data: LabelledSet) -> tuple[np.ndarray,
 
 
 def _write_weights(run: Run, p: ClassifySettings, data: LabelledSet, weights: np.ndarray, keys: list[tuple]) -> None:
-    with atomic_output(run.path / WEIGHTS_FILE) as tmp, open(tmp, "w", newline="") as fh:
+    with atomic_output(run.path / SAMPLING_WEIGHTS_FILE) as tmp, open(tmp, "w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["id", *p.balance, "weight", "probability"])
         total = weights.sum()
@@ -205,7 +209,7 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
     """Train on ``[classify] train`` (validation carved out unless ``val`` is given), keep the best
     validation epoch (and the SWA average with ``swa``), then score on validation and, once, on
     ``test`` when given."""
-    from tsdiff_cli.training.classify import BASE_FILE, ClassifyTask
+    from tsdiff_cli.training.classify import ClassifyTask
 
     p = s.classify
     if p.train is None:
@@ -219,9 +223,9 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
     mean, std = _scaler(train.x)
     scale = _target_scale(train)
     heads = _heads(full)
-    cfg = model_config(p, full, heads)
+    cfg = classifier_config(p, len(full.channels), int(full.x.shape[2]), _categories(full), heads)
     test = conform(read_labelled(p, p.test, "test"), layout(full), str(p.test)) if p.test is not None else None
-    data = {"train": _batches(train, mean, std, scale), "val": _batches(val, mean, std, scale)}
+    data = {"train": _batches(train, mean, std, scale, p.gaps), "val": _batches(val, mean, std, scale, p.gaps)}
 
     torch.manual_seed(p.seed)
     device = resolve_device(p.device)
@@ -259,10 +263,10 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
                   "training": {"steps": fit.steps, "minutes": round(fit.minutes, 3), "reason": fit.reason,
                                "seconds": round(time.monotonic() - t0, 1), "seed": p.seed}}
         if test is not None:
-            data["test"] = _batches(test, mean, std, scale)
-        kept = {"swa" if p.swa else "model": MODEL_FILE, **({"base": BASE_FILE} if p.swa else {})}
+            data["test"] = _batches(test, mean, std, scale, p.gaps)
+        kept = {"swa" if p.swa else "model": MODEL_FILE, **({"base": BASE_MODEL_FILE} if p.swa else {})}
         if p.swa and not model_readable(model_path(run.path)):  # stopped before the first SWA epoch
-            tensors, metadata = run_model(run.path, KIND, TRAIN_COMMAND, BASE_FILE)
+            tensors, metadata = run_model(run.path, KIND, TRAIN_COMMAND, BASE_MODEL_FILE)
             run.save_model(tensors, metadata)
             run.note(f"training stopped before stochastic weight averaging began: {MODEL_FILE} holds the best base epoch")
             kept = {"base": MODEL_FILE}
@@ -284,7 +288,7 @@ def _load_encoder(model: DualPatchTransformer, init: Path) -> None:
     tensors, meta = run_model(init, ENCODER_KIND, PRETRAIN_COMMAND)
     theirs = DualPatchConfig.from_json(meta["config"])
     mine = model.c
-    differ = [k for k in ("channels", "length", "patch_len", "patch_stride", "d_model", "heads", "layers", "ff", "streams",
+    differ = [k for k in ("channels", "length", "patch_len", "patch_stride", "d_model", "heads", "layers", "ff", "streams", "mask_channel",
                           "categories") if getattr(theirs, k) != getattr(mine, k)]
     if differ:
         raise UserError(init, "was pretrained with another " + ", ".join(differ) + " than these settings and data",
@@ -307,8 +311,8 @@ def pretrain_classifier(s: Settings, config_name: str, *, on_step: OnStep | None
     keep, take = stratified_split(None, len(full), 0.1, p.seed)
     train, val = full.subset(keep), full.subset(take)
     mean, std = _scaler(train.x)
-    cfg = model_config(p, full, [])
-    data = {"train": _batches(train, mean, std, {}), "val": _batches(val, mean, std, {})}
+    cfg = classifier_config(p, len(full.channels), int(full.x.shape[2]), _categories(full), [])
+    data = {"train": _batches(train, mean, std, {}, p.gaps), "val": _batches(val, mean, std, {}, p.gaps)}
     torch.manual_seed(p.seed)
     device = resolve_device(p.device)
     model = DualPatchTransformer(cfg).to(device)
@@ -358,13 +362,14 @@ def _read_for_run(run: Path, input: Path, labels_required: bool) -> tuple[DualPa
             shape = (n, t) if h.per_step else (n,)
             data.labels[h.name] = np.full(shape, -1 if h.kind == "class" else np.nan)
     mean, std = np.array(info["scaler"]["mean"]), np.array(info["scaler"]["std"])
-    return model, info, data, _batches(data, mean, std, info["target_scale"])
+    return model, info, data, _batches(data, mean, std, info["target_scale"], "mask" if model.c.mask_channel else "interpolate")
 
 
-def predict_from_run(run: Path, input: Path, output: Path) -> Path:
+def predict_from_run(run: Path, input: Path, output: Path) -> tuple[Path, int]:
     """Write predictions for every series of ``input``: per series, each class label's predicted
     class and probabilities and each numeric label's value (original units); with per-step labels,
-    one row per (series, step) instead (long format). CSV or Parquet by ``output``'s suffix."""
+    one row per (series, step) instead (long format). CSV or Parquet by ``output``'s suffix.
+    Returns the path and how many categorical values were never seen in training (read as unknown)."""
     import pandas as pd
 
     from tsdiff_cli.training.classify import predict_all
@@ -402,7 +407,7 @@ def predict_from_run(run: Path, input: Path, output: Path) -> Path:
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, index=False)
-    return Path(output)
+    return Path(output), data.unknown_codes
 
 
 def evaluate_run(run: Path, input: Path, plot: bool = True) -> dict:

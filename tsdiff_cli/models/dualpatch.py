@@ -63,6 +63,7 @@ class DualPatchConfig:
     dropout: float
     streams: Literal["joint", "separate"]
     categories: list[int] = field(default_factory=list)  # codes per categorical channel, 0 (unknown) included
+    mask_channel: bool = True  # False: values only (inputs arrive without gaps, e.g. interpolated)
     tasks: list[HeadConfig] = field(default_factory=list)
 
     @property
@@ -95,8 +96,9 @@ class DualPatchTransformer(nn.Module):
         super().__init__()
         self.c = c
         d, L = c.d_model, c.patch_len
-        self.temporal = nn.Linear(2 * c.channels * L, d)
-        self.variate = nn.Linear(2 * c.padded, d)
+        k = 2 if c.mask_channel else 1
+        self.temporal = nn.Linear(k * c.channels * L, d)
+        self.variate = nn.Linear(k * c.padded, d)
         self.position = nn.Parameter(torch.randn(c.patches, d) * 0.02)
         self.identity = nn.Parameter(torch.randn(c.channels + len(c.categories), d) * 0.02)
         self.kind = nn.Parameter(torch.randn(2, d) * 0.02)
@@ -121,11 +123,12 @@ class DualPatchTransformer(nn.Module):
         values = torch.where(missing, torch.zeros_like(x), x)
         values = F.pad(values, (0, pad))
         missing = F.pad(missing.to(x.dtype), (0, pad), value=1.0)
-        doubled = torch.cat([values, missing], dim=1)  # (B, 2C, Tp)
+        doubled = torch.cat([values, missing], dim=1) if c.mask_channel else values  # (B, 2C, Tp)
         patches = doubled.unfold(2, c.patch_len, c.patch_stride)  # (B, 2C, P, L)
         patches = patches.permute(0, 2, 1, 3).reshape(B, c.patches, -1)
         tokens_t = self.temporal(patches) + self.position + self.kind[0]
-        tokens_v = self.variate(torch.cat([values, missing], dim=2)) + self.identity[:c.channels] + self.kind[1]
+        series = torch.cat([values, missing], dim=2) if c.mask_channel else values
+        tokens_v = self.variate(series) + self.identity[:c.channels] + self.kind[1]
         if self.embeddings:
             cat = F.pad(cat, (0, pad))  # padding: code 0, unknown
             steps = torch.stack([emb(cat[:, k]) for k, emb in enumerate(self.embeddings)], dim=1)  # (B, K, Tp, d)

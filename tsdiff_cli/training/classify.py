@@ -26,10 +26,10 @@ from torch.optim.swa_utils import SWALR, AveragedModel
 
 from tsdiff_cli.metrics.classify import class_scores, numeric_scores
 from tsdiff_cli.models.dualpatch import DualPatchTransformer, HeadConfig
+from tsdiff_cli.runs import BASE_MODEL_FILE
 from tsdiff_cli.settings import ClassifySettings
 from tsdiff_cli.training.loop import Phase, Position, StepOutput, Task, Watch
 
-BASE_FILE = "base.safetensors"  # with swa: the best epoch of the base schedule, for the report's comparison
 EVAL_BATCH = 256
 TIE_BREAK = 1e-3  # selection = error + TIE_BREAK × validation loss: equal accuracies prefer the lower loss
 
@@ -190,7 +190,7 @@ class ClassifyTask(Task):
         if self.head_epochs:
             phases.append(Phase("heads", self.head_epochs, n, b, self._head_step, log_every=20))
         phases.append(Phase("train", self.p.epochs, n, b, self._step, validate=self._validate, log_every=20,
-                            model_file=BASE_FILE if self.p.swa else None))
+                            model_file=BASE_MODEL_FILE if self.p.swa else None))
         if self.p.swa:
             phases.append(Phase("swa", self.swa_epochs, n, b, self._step, validate=self._validate_swa,
                                 validate_every=self.swa_epochs, average=True, log_every=20))
