@@ -75,11 +75,11 @@ def run_ours(name: str, split: str, overrides: dict, workdir: Path, metric: str)
 def run_peer(python: str, name: str, rate: float, seed: int, workdir: Path) -> tuple[float, float]:
     """MiniRocket on the same gappy arrays tsdiff reads, gaps filled by linear interpolation."""
     from tsdiff_cli.data.labelled import conform, layout
-    from tsdiff_cli.jobs.classify import read_labelled
+    from tsdiff_cli.jobs.classify import _at_length, read_labelled
     from tsdiff_cli.metrics.imputation import fill_linear
 
     p = settings_for(name, "test", {"missing_rate": rate, "seed": seed}, workdir).classify
-    train = read_labelled(p, p.train, "train")
+    train = _at_length(p, read_labelled(p, p.train, "train"))
     test = conform(read_labelled(p, p.test, "test"), layout(train), str(p.test))
     length = max(train.x.shape[2], test.x.shape[2])
     pad = lambda x: np.pad(x, ((0, 0), (0, 0), (0, length - x.shape[2])), constant_values=np.nan)  # noqa: E731

@@ -365,6 +365,9 @@ class ClassifySettings(_Section):
     gaps: Literal["mask", "interpolate"] = Field("mask", description='"mask": missing values enter as 0 with a missing-mask '
                                                  'channel; "interpolate": filled by linear interpolation, no mask channel '
                                                  "(the ablation the benchmark compares with)")
+    instance_norm: bool = Field(False, description="scale each series' channel by its own observed mean and spread "
+                                "(RevIN), passing both to its variate token: for series whose levels differ by orders "
+                                "of magnitude")
     streams: Literal["joint", "separate"] = Field("joint", description='"joint": one encoder over temporal and variate '
                                                   'tokens; "separate": one encoder each, fused after pooling')
     epochs: int = Field(100, ge=1, description="epochs of the base schedule")

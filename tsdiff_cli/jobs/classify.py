@@ -288,7 +288,7 @@ def _load_encoder(model: DualPatchTransformer, init: Path) -> None:
     tensors, meta = run_model(init, ENCODER_KIND, PRETRAIN_COMMAND)
     theirs = DualPatchConfig.from_json(meta["config"])
     mine = model.c
-    differ = [k for k in ("channels", "length", "patch_len", "patch_stride", "d_model", "heads", "layers", "ff", "streams", "mask_channel",
+    differ = [k for k in ("channels", "length", "patch_len", "patch_stride", "d_model", "heads", "layers", "ff", "streams", "mask_channel", "instance_norm",
                           "categories") if getattr(theirs, k) != getattr(mine, k)]
     if differ:
         raise UserError(init, "was pretrained with another " + ", ".join(differ) + " than these settings and data",

@@ -27,8 +27,12 @@ averaged). A reconstruction head of the same shape predicts every channel's valu
 temporal tokens: the masked-patch pretraining objective (PatchTST §3.2; loss on hidden observed
 values only).
 
-``DualPatchConfig`` is architecture only (it travels in model.safetensors' metadata); scaling of
-inputs and targets is the job's, not the model's.
+With ``instance_norm`` each series' channel is first scaled by its own observed mean and spread
+(RevIN: Kim et al. 2022, ICLR, eq. 1, on observed values only), and the channel's variate token
+receives the two (mean, log spread), so levels stay visible.
+
+``DualPatchConfig`` is architecture only (it travels in model.safetensors' metadata); the global
+scaling of inputs and targets is the job's.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class DualPatchConfig:
     streams: Literal["joint", "separate"]
     categories: list[int] = field(default_factory=list)  # codes per categorical channel, 0 (unknown) included
     mask_channel: bool = True  # False: values only (inputs arrive without gaps, e.g. interpolated)
+    instance_norm: bool = False  # each series' channel scaled by its own observed mean and spread (RevIN), which
+    # the channel's variate token still receives (mean and log spread) so that levels are not lost
     tasks: list[HeadConfig] = field(default_factory=list)
 
     @property
@@ -98,7 +104,7 @@ class DualPatchTransformer(nn.Module):
         d, L = c.d_model, c.patch_len
         k = 2 if c.mask_channel else 1
         self.temporal = nn.Linear(k * c.channels * L, d)
-        self.variate = nn.Linear(k * c.padded, d)
+        self.variate = nn.Linear(k * c.padded + 2 * c.instance_norm, d)
         self.position = nn.Parameter(torch.randn(c.patches, d) * 0.02)
         self.identity = nn.Parameter(torch.randn(c.channels + len(c.categories), d) * 0.02)
         self.kind = nn.Parameter(torch.randn(2, d) * 0.02)
@@ -121,6 +127,11 @@ class DualPatchTransformer(nn.Module):
         pad = c.padded - T
         missing = torch.isnan(x)
         values = torch.where(missing, torch.zeros_like(x), x)
+        if c.instance_norm:  # Kim et al. 2022 (RevIN) on observed values only
+            count = (~missing).sum(2, keepdim=True).clamp_min(1)
+            mean = values.sum(2, keepdim=True) / count
+            std = ((((values - mean) * ~missing) ** 2).sum(2, keepdim=True) / count + 1e-5).sqrt()
+            values = torch.where(missing, torch.zeros_like(x), (values - mean) / std)
         values = F.pad(values, (0, pad))
         missing = F.pad(missing.to(x.dtype), (0, pad), value=1.0)
         doubled = torch.cat([values, missing], dim=1) if c.mask_channel else values  # (B, 2C, Tp)
@@ -128,6 +139,8 @@ class DualPatchTransformer(nn.Module):
         patches = patches.permute(0, 2, 1, 3).reshape(B, c.patches, -1)
         tokens_t = self.temporal(patches) + self.position + self.kind[0]
         series = torch.cat([values, missing], dim=2) if c.mask_channel else values
+        if c.instance_norm:
+            series = torch.cat([series, mean, std.log()], dim=2)
         tokens_v = self.variate(series) + self.identity[:c.channels] + self.kind[1]
         if self.embeddings:
             cat = F.pad(cat, (0, pad))  # padding: code 0, unknown
