@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--sections", default="curve,few,swa,balance,streams")
     ap.add_argument("--split", choices=["test", "val"], default="test")
     ap.add_argument("--peer-python", help="a Python with aeon installed (MiniRocket column); omitted: no peer column")
+    ap.add_argument("--no-ablation", action="store_true", help="curve: skip the interpolated no-mask-channel column")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra [classify] setting for every run")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: tsdiff's default)")
     ap.add_argument("--output", type=Path, help="write every figure as JSON here")
@@ -153,7 +154,7 @@ def main() -> None:
                 metric = "rmse" if name == "Covid3Month" else "accuracy"
                 for rate in args.rates:
                     ours, t_ours = cell(name, {"missing_rate": rate / 100}, metric)
-                    interp, _ = cell(name, {"missing_rate": rate / 100, "gaps": "interpolate"}, metric)
+                    interp = [] if args.no_ablation else cell(name, {"missing_rate": rate / 100, "gaps": "interpolate"}, metric)[0]
                     peer, t_peer = [], []
                     if args.peer_python and args.split == "test":
                         for seed in args.seeds:
@@ -163,7 +164,7 @@ def main() -> None:
                     results.setdefault("curve", {})[f"{name}:{rate}"] = {
                         "tsdiff": ours, "interpolate_no_mask": interp, "minirocket": peer, "seconds": t_ours,
                         "peer_seconds": t_peer}
-                    print(f"{name:<15}{rate:>7}%  {seed_cell(ours):>16}  {seed_cell(interp):>16}  "
+                    print(f"{name:<15}{rate:>7}%  {seed_cell(ours):>16}  {seed_cell(interp) if interp else '—':>16}  "
                           f"{seed_cell(peer) if peer else '—':>16}  {statistics.median(t_ours):>7.1f}  "
                           f"{statistics.median(t_peer) if t_peer else float('nan'):>7.2f}", flush=True)
         if "few" in sections:

@@ -102,11 +102,6 @@ def test_long_table_errors_name_the_column(tmp_path):
     with pytest.raises(UserError, match="has no column 'species'"):
         read_long(path, "id", "t", None, [], {"species": "class"}, [])
     frame = pd.read_csv(path)
-    frame["kind"] = "up"
-    frame.to_csv(tmp_path / "one.csv", index=False)
-    with pytest.raises(UserError, match="label 'kind' has 1 class"):
-        read_long(tmp_path / "one.csv", "id", "t", ["a", "b"], [], {"kind": "class"}, [])
-    frame = pd.read_csv(path)
     frame.loc[frame.index[0], "age"] = 99.0
     frame.to_csv(tmp_path / "varies.csv", index=False)
     with pytest.raises(UserError, match="label 'age' changes within series"):
@@ -226,20 +221,36 @@ def test_pretrained_encoder_is_loaded_and_kept_while_heads_train(tmp_path):
     assert any(k.startswith("heads.") for k in tuned)
 
 
-def test_training_resumed_after_a_stop_gives_the_same_weights(tmp_path):
+def _tiny_text(tmp_path, extra, epochs=3):
+    (tmp_path).mkdir(exist_ok=True)
+    return TINY.format(train=_long_table(tmp_path / "long.csv"), epochs=epochs,
+                       extra=extra + f'runs_dir = "{tmp_path / "runs"}"\ntime_column = "t"\nvalue_columns = ["a", "b"]\n')
+
+
+@pytest.mark.parametrize("stop", [5, 9])  # in the base schedule; in the second SWA epoch
+def test_training_resumed_after_a_stop_gives_the_same_weights(tmp_path, stop):
     from tsdiff_cli.jobs.classify import train_classifier
 
-    extra = 'labels = {kind = "class"}\nswa = true\n'
-    (tmp_path / "a").mkdir()
-    straight = _train(tmp_path / "a", epochs=3, extra=extra)
-    (tmp_path / "b").mkdir()
-    text = TINY.format(train=_long_table(tmp_path / "b" / "long.csv"), epochs=3,
-                       extra=extra + f'runs_dir = "{tmp_path / "b" / "runs"}"\ntime_column = "t"\nvalue_columns = ["a", "b"]\n')
-    stopped = train_classifier(load_settings(write_toml(tmp_path / "b" / "c.toml", text), {"classify": {"max_steps": 5}}), "c")
-    resumed = train_classifier(load_settings(write_toml(tmp_path / "b" / "c.toml", text)), "c", resume=stopped.run)
+    extra = 'labels = {kind = "class"}\nswa = true\nswa_extra_ratio = 1.0\n'  # 20 training series: 2 steps an epoch
+    text = _tiny_text(tmp_path / "a", extra)
+    straight = train_classifier(load_settings(write_toml(tmp_path / "a" / "c.toml", text)), "c")
+    text = _tiny_text(tmp_path / "b", extra)
+    config = write_toml(tmp_path / "b" / "c.toml", text)
+    stopped = train_classifier(load_settings(config, {"classify": {"max_steps": stop}}), "c")
+    resumed = train_classifier(load_settings(config), "c", resume=stopped.run)
     a = load_file(str(straight.run / "model.safetensors"))
     b = load_file(str(resumed.run / "model.safetensors"))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_run_stopped_before_anything_was_averaged_keeps_the_best_base_epoch(tmp_path):
+    from tsdiff_cli.jobs.classify import train_classifier
+
+    text = _tiny_text(tmp_path, 'labels = {kind = "class"}\nswa = true\n')
+    result = train_classifier(load_settings(write_toml(tmp_path / "c.toml", text), {"classify": {"max_steps": 7}}), "c")
+    model, base = load_file(str(result.run / "model.safetensors")), load_file(str(result.run / "base.safetensors"))
+    assert all(torch.equal(model[k], base[k]) for k in model)  # 6 base steps + 1 SWA step: no average yet
+    assert set(result.report["val"]) == {"base"}
 
 
 def test_balanced_sampler_writes_its_weights(tmp_path):
@@ -252,6 +263,16 @@ def test_balanced_sampler_writes_its_weights(tmp_path):
     weights = pd.read_csv(result.run / "sampling_weights.csv")
     per_class = weights.groupby("kind").probability.sum()
     assert np.allclose(per_class.to_numpy(), 0.5)  # each class drawn half the time, whatever its count
+
+
+def test_the_balanced_sampler_draws_by_its_weights():
+    from tsdiff_cli.training.classify import ClassifyTask
+
+    task = ClassifyTask.__new__(ClassifyTask)  # only the draw is exercised
+    task.sample_weights = torch.tensor([1.0] * 8 + [4.0] * 2, dtype=torch.float64)  # 8 of one class, 2 of the other
+    task.gen = torch.Generator().manual_seed(0)
+    drawn = torch.cat([task._draw(torch.arange(10)) for _ in range(400)])
+    assert abs((drawn >= 8).float().mean().item() - 0.5) < 0.03
 
 
 # --- the CLI ---------------------------------------------------------------------------------------
@@ -279,6 +300,10 @@ def test_cli_train_evaluate_predict_with_per_step_labels(cli, workdir):
     assert r.exit_code == 0, r.output
     pred = pd.read_csv(workdir / "pred.csv")
     assert len(pred) == 24 * 12 and {"id", "step", "kind", "p(kind=up)", "age", "phase", "p(phase=late)"} <= set(pred.columns)
+    pd.read_csv(test).drop(columns=["kind", "age", "phase"]).to_csv(workdir / "unlabelled.csv", index=False)
+    r = cli("classify", "predict", "runs/latest", "--input", "unlabelled.csv", "-o", "pred2.csv")
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(workdir / "pred2.csv")[["kind", "phase"]].equals(pred[["kind", "phase"]])
 
 
 def test_cli_bad_inputs_exit_2_with_one_line(cli, workdir, tmp_path):
@@ -299,3 +324,13 @@ def test_cli_bad_inputs_exit_2_with_one_line(cli, workdir, tmp_path):
     write_toml(workdir / "bad.toml", TINY.format(train=train, epochs=1, extra='labels = {species = "class"}\n'))
     r = cli("classify", "train", "bad.toml")
     assert r.exit_code == 2 and "has no column 'species'" in r.stderr
+    frame = pd.read_csv(train)
+    frame["kind"] = "up"
+    frame.to_csv(workdir / "one.csv", index=False)
+    write_toml(workdir / "one.toml", TINY.format(train="one.csv", epochs=1, extra='labels = {kind = "class"}\nvalue_columns = ["a"]\n'))
+    r = cli("classify", "train", "one.toml")
+    assert r.exit_code == 2 and "label 'kind' has 1 class" in r.stderr
+    (workdir / "nodims.ts").write_text("@problemName x\n@classLabel true a b\n@data\na\n")
+    write_toml(workdir / "nodims.toml", TINY.format(train="nodims.ts", epochs=1, extra=""))
+    r = cli("classify", "train", "nodims.toml")
+    assert r.exit_code == 2 and "line 4 has no dimensions" in r.stderr

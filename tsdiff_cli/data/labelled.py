@@ -117,6 +117,9 @@ def read_ts(path: Path) -> LabelledSet:
                 except ValueError:
                     raise UserError(path, f"line {number}, dimension {d + 1} holds a value that is not a number",
                                     "fix the file (write ? for a missing value)") from None
+            if not dims:
+                raise UserError(path, f"line {number} has no dimensions before its label",
+                                "separate dimensions and the label by ':'")
             if cases and len(dims) != len(cases[0]):
                 raise UserError(path, f"line {number} has {len(dims)} dimensions where the first case has {len(cases[0])}",
                                 "every case needs the same dimensions (separated by ':')")
@@ -161,7 +164,8 @@ def read_long(path: Path, id_column: str, time_column: str | None, value_columns
               categorical_columns: list[str], label_kinds: dict[str, LabelKind], step_labels: list[str],
               labels_optional: bool = False) -> LabelledSet:
     """One row per (series id, time step): value columns, categorical columns and label columns.
-    Rows are ordered by ``time_column`` within a series (file order without one). With
+    Rows are ordered by ``time_column`` within a series (file order without one) and are its
+    consecutive steps: a step where nothing was measured is a row with empty values. With
     ``labels_optional`` (files to predict) absent label columns are skipped."""
     from tsdiff_cli.data.sources import read_frame
 
@@ -170,6 +174,7 @@ def read_long(path: Path, id_column: str, time_column: str | None, value_columns
     columns = list(frame.columns)
     if labels_optional:
         label_kinds = {k: v for k, v in label_kinds.items() if k in columns}
+        step_labels = [k for k in step_labels if k in label_kinds]
     wanted = [id_column, *([time_column] if time_column else []), *categorical_columns, *label_kinds]
     for name in wanted + list(value_columns or []):
         if name not in columns:
@@ -200,7 +205,7 @@ def read_long(path: Path, id_column: str, time_column: str | None, value_columns
     for name in categorical_columns:
         raw = frame[name]
         present = raw.notna().to_numpy()
-        values = raw.astype(str).to_numpy()
+        values = _text(raw)
         vocab[name] = sorted(set(values[present]))
         lookup = {v: i + 1 for i, v in enumerate(vocab[name])}
         codes = np.array([lookup[v] if ok else 0 for v, ok in zip(values, present)], dtype=np.int64)
@@ -212,7 +217,7 @@ def read_long(path: Path, id_column: str, time_column: str | None, value_columns
         raw = frame[name]
         if kind == "class":
             present = raw.notna().to_numpy()
-            values = raw.astype(str).to_numpy()
+            values = _text(raw)
             classes = sorted(set(values[present]), key=_natural)
             lookup = {v: i for i, v in enumerate(classes)}
             codes = np.array([lookup[v] if ok else -1 for v, ok in zip(values, present)], dtype=np.int64)
@@ -225,11 +230,20 @@ def read_long(path: Path, id_column: str, time_column: str | None, value_columns
         else:
             labels[name] = _per_series(path, name, id_column, ids, stepwise, fill)
         specs.append(spec)
-        if kind == "class" and len(spec.classes) < 2:
-            raise UserError(path, f"label '{name}' has {len(spec.classes)} class{'es' * (len(spec.classes) != 1)}",
-                            "a classifier needs at least two; check the column or declare it numeric")
     return LabelledSet(x, cat, lengths, [str(i) for i in ids], list(value_columns), list(categorical_columns), vocab,
                        labels, specs, str(path))
+
+
+def _text(column) -> np.ndarray:
+    """A label or category column as text, the same whichever way pandas typed it: a column of
+    whole numbers reads "3" whether it came as integers or (with a gap) as floats."""
+    import pandas as pd
+
+    if pd.api.types.is_float_dtype(column):
+        finite = column.dropna()
+        if len(finite) and (finite == finite.round()).all():
+            return np.array([str(int(v)) if v == v else "nan" for v in column], dtype=object)
+    return column.astype(str).to_numpy()
 
 
 def _natural(text: str):
@@ -333,21 +347,27 @@ def strata(data: LabelledSet) -> np.ndarray | None:
     return None if spec is None else data.labels[spec.name]
 
 
-def stratified_split(codes: np.ndarray | None, n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _share(fraction: float, m: int, leave_one: bool) -> int:
+    """How many of ``m`` items a ``fraction`` takes: rounded half up, at least one, and with
+    ``leave_one`` at most m − 1 (a validation carve never empties a class of the training side)."""
+    k = max(int(np.floor(fraction * m + 0.5)), 1 if fraction > 0 else 0)
+    return min(k, m - 1) if leave_one else min(k, m)
+
+
+def stratified_split(codes: np.ndarray | None, n: int, fraction: float, seed: int,
+                     leave_one: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(kept, taken): ``fraction`` of the ``n`` items taken, in each class of ``codes`` alike (at
-    least one from a class of two or more); random when ``codes`` is None. Seeded, sorted."""
+    least one of each class, and with ``leave_one`` never all of one); random when ``codes`` is
+    None (unlabelled items: class −1, are split alike). Seeded, sorted."""
     rng = np.random.default_rng(seed)
     if codes is None:
         order = rng.permutation(n)
-        k = int(round(fraction * n))
+        k = _share(fraction, n, leave_one) if n else 0
         return np.sort(order[k:]), np.sort(order[:k])
     taken = []
     for c in np.unique(codes):
         members = rng.permutation(np.flatnonzero(codes == c))
-        k = int(round(fraction * len(members)))
-        if fraction > 0 and k == 0 and len(members) >= 2:
-            k = 1
-        taken.append(members[:k])
+        taken.append(members[:_share(fraction, len(members), leave_one)])
     taken = np.sort(np.concatenate(taken)) if taken else np.zeros(0, dtype=np.int64)
     return np.setdiff1d(np.arange(n), taken), taken
 

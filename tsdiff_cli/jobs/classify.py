@@ -51,7 +51,8 @@ class ClassifierRun:
 
 def read_labelled(p: ClassifySettings, source: str | Path, role: str, labels_required: bool = True) -> LabelledSet:
     """A ``.ts`` file or long table named by ``source``, with ``missing_rate`` of its observed
-    values removed when set (seeded per role, so train and test lose different values)."""
+    values removed when set (seeded per role, so train and test lose different values; the
+    ``input`` of predict / evaluate is read as it is)."""
     path = resolve_labelled(source)
     if path.suffix.lower() == ".ts":
         data = read_ts(path)
@@ -61,7 +62,7 @@ def read_labelled(p: ClassifySettings, source: str | Path, role: str, labels_req
     if labels_required and not data.specs:
         raise UserError(path, "has no labels", "declare the label columns in [classify] labels (a .ts file needs "
                         "@classLabel true or @targetlabel true)")
-    if p.missing_rate:
+    if p.missing_rate and role != "input":
         data.x = remove_values(data.x, p.missing_rate, p.seed + SPLIT_SEEDS[role])
     return data
 
@@ -218,8 +219,11 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
     _check_labels(full, str(p.train))
     train, val = _split(p, full)
     if p.label_fraction < 1:
-        _, kept = stratified_split(strata(train), len(train), p.label_fraction, p.seed + 11)
+        _, kept = stratified_split(strata(train), len(train), p.label_fraction, p.seed + 11, leave_one=False)
         train = train.subset(kept)
+    if len(train) < 2:
+        raise UserError("[classify] label_fraction", f"leaves {len(train)} training series", "raise it")
+    _check_labels(train, f"{p.train} (training part)")
     mean, std = _scaler(train.x)
     scale = _target_scale(train)
     heads = _heads(full)
@@ -265,7 +269,7 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
         if test is not None:
             data["test"] = _batches(test, mean, std, scale, p.gaps)
         kept = {"swa" if p.swa else "model": MODEL_FILE, **({"base": BASE_MODEL_FILE} if p.swa else {})}
-        if p.swa and not model_readable(model_path(run.path)):  # stopped before the first SWA epoch
+        if p.swa and (int(task.swa.n_averaged) == 0 or not model_readable(model_path(run.path))):  # nothing averaged
             tensors, metadata = run_model(run.path, KIND, TRAIN_COMMAND, BASE_MODEL_FILE)
             run.save_model(tensors, metadata)
             run.note(f"training stopped before stochastic weight averaging began: {MODEL_FILE} holds the best base epoch")
@@ -351,7 +355,10 @@ def load_classifier(run: Path) -> tuple[DualPatchTransformer, dict]:
 def _read_for_run(run: Path, input: Path, labels_required: bool) -> tuple[DualPatchTransformer, dict, LabelledSet, object]:
     model, info = load_classifier(run)
     p = run_settings(run).classify
-    data = conform(read_labelled(p, input, "input", labels_required), info["layout"], str(input))
+    data = read_labelled(p, input, "input", labels_required)
+    if not labels_required:  # predict never reads labels: whatever the file holds is not checked
+        data.labels, data.specs = {}, []
+    data = conform(data, info["layout"], str(input))
     if labels_required:
         absent = [h.name for h in model.c.tasks if h.name not in data.labels]
         if absent:

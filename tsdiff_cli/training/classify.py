@@ -144,7 +144,8 @@ class _Schedule:
         return [g["lr"] for g in self.opt.param_groups]
 
     def state_dict(self) -> dict:
-        return {"t": self.t, "lr": self.get_last_lr(), "swalr": self.swalr.state_dict() if self.swalr else None}
+        swalr = {k: v for k, v in self.swalr.state_dict().items() if not callable(v)} if self.swalr else None
+        return {"t": self.t, "lr": self.get_last_lr(), "swalr": swalr}
 
     def load_state_dict(self, state: dict) -> None:
         self.t = state["t"]
@@ -163,7 +164,8 @@ class ClassifyTask(Task):
                  metadata: dict[str, str], *, scale: dict[str, tuple[float, float]], class_weights: dict[str, torch.Tensor],
                  sample_weights: torch.Tensor | None, head_epochs: int):
         self.module, self.data, self.p, self.device, self.metadata = model, data, p, device, metadata
-        self.scale, self.class_weights, self.sample_weights = scale, class_weights, sample_weights
+        self.scale, self.sample_weights = scale, sample_weights
+        self.class_weights = {k: v.to(device) for k, v in class_weights.items()}
         self.head_epochs = head_epochs
         self.heads = model.c.tasks
         self.weights = {h.name: p.task_weights.get(h.name, 1.0) for h in self.heads}
@@ -268,7 +270,9 @@ class ClassifyTask(Task):
             torch.optim.swa_utils.update_bn(loader, model)
         result = self.evaluate(model, "val")
         result.pop("scores")
-        return {"profile": "validation (SWA average)", **{f"val_{k}" if k != "selection" else k: v for k, v in result.items()}}
+        result.pop("selection")  # no watched metric: the loop keeps these weights whatever they score
+        profile = "validation (SWA average)" if model is not self.module else "validation (nothing averaged yet)"
+        return {"profile": profile, **{f"val_{k}": v for k, v in result.items()}}
 
     def export(self, pos: Position) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         swa_phase = len(self.phases()) - 1 if self.p.swa else None
