@@ -25,14 +25,15 @@ class Denoiser(nn.Module):
         super().__init__()
         self.net, self.sigma_data, self.output_map = net, sigma_data, output_map
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, *cond) -> torch.Tensor:
+        """``cond`` (a conditional network's conditions) passes through to the network untouched."""
         sigma = sigma.to(torch.float32).reshape(-1, 1, 1, 1)
         sd2 = self.sigma_data ** 2
         c_skip = sd2 / (sigma ** 2 + sd2)
         c_out = sigma * self.sigma_data / (sigma ** 2 + sd2).sqrt()
         c_in = 1 / (sigma ** 2 + sd2).sqrt()
         c_noise = sigma.log().flatten() / 4
-        out = c_skip * x + c_out * self.net(c_in * x, c_noise).to(torch.float32)
+        out = c_skip * x + c_out * self.net(c_in * x, c_noise, *cond).to(torch.float32)
         return out if self.output_map is None else self.output_map(out)
 
 

@@ -7,7 +7,10 @@ block that resamples (``resample = "residual"``: ADM's BigGAN-style up/down bloc
 DhariwalUNet and the paper's reference build; their skip is the resampled input), or a
 parameter-free average-pool down / nearest up (``"pool"``, cheaper, the CPU presets).
 The network knows nothing of σ beyond the ``noise_label`` it is given: the EDM
-preconditioning lives in :mod:`tsdiff_cli.models.edm`.
+preconditioning lives in :mod:`tsdiff_cli.models.edm`. Conditions arrive already encoded
+(:mod:`tsdiff_cli.models.condition`): an embedding added to the noise-level embedding, and, when
+``context_dim`` is set, caption tokens that a cross-attention layer after each self-attention
+attends to (Rombach et al. 2022, §3.3).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class UNetConfig:
     dropout: float
     heads_channels: int = 64  # channels per attention head (not a setting)
     resample: str = "pool"  # "pool" or "residual" (see the module docstring)
+    context_dim: int = 0  # width of caption tokens to cross-attend to at the attention resolutions (0: none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,6 +116,27 @@ class SpatialAttention(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, hh, ww))
 
 
+class CrossAttention(nn.Module):
+    """Image positions attend to context tokens (B, L, context_dim); padding tokens are masked."""
+
+    def __init__(self, ch: int, context_dim: int, head_channels: int):
+        super().__init__()
+        self.heads = max(1, ch // head_channels)
+        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.q = nn.Conv2d(ch, ch, 1)
+        self.kv = nn.Linear(context_dim, 2 * ch)
+        self.proj = _zero(nn.Conv2d(ch, ch, 1))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+        b, c, hh, ww = x.shape
+        h = self.heads
+        q = self.q(self.norm(x)).reshape(b, h, c // h, hh * ww).transpose(-1, -2)  # (B, h, HW, d)
+        k, v = self.kv(context).reshape(b, -1, 2, h, c // h).permute(2, 0, 3, 1, 4)  # each (B, h, L, d)
+        mask = None if pad is None else ~pad[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, hh, ww))
+
+
 class UNet(nn.Module):
     def __init__(self, cfg: UNetConfig):
         super().__init__()
@@ -125,7 +150,7 @@ class UNet(nn.Module):
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_blocks):
                 self.down.append(nn.ModuleList([ResBlock(ch, ch0 * mult, emb_dim, cfg.dropout)]
-                                                + ([SpatialAttention(ch0 * mult, cfg.heads_channels)] if res in cfg.attn_resolutions else [])))
+                                                + (self._attention(ch0 * mult) if res in cfg.attn_resolutions else [])))
                 ch = ch0 * mult
                 skips.append(ch)
             if level < len(cfg.channel_mult) - 1:
@@ -134,7 +159,7 @@ class UNet(nn.Module):
                                                 else nn.AvgPool2d(2)]))
                 skips.append(ch)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.dropout), SpatialAttention(ch, cfg.heads_channels),
+        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.dropout), *self._attention(ch),
                                   ResBlock(ch, ch, emb_dim, cfg.dropout)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
@@ -142,7 +167,7 @@ class UNet(nn.Module):
                 block = [ResBlock(ch + skips.pop(), ch0 * mult, emb_dim, cfg.dropout)]
                 ch = ch0 * mult
                 if res in cfg.attn_resolutions:
-                    block.append(SpatialAttention(ch, cfg.heads_channels))
+                    block.extend(self._attention(ch))
                 if level > 0 and i == cfg.num_blocks:
                     block.append(ResBlock(ch, ch, emb_dim, cfg.dropout, "up") if cfg.resample == "residual"
                                  else nn.Upsample(scale_factor=2, mode="nearest"))
@@ -150,18 +175,39 @@ class UNet(nn.Module):
                 self.up.append(nn.ModuleList(block))
         self.head = nn.Sequential(nn.GroupNorm(_groups(ch), ch), nn.SiLU(), _zero(nn.Conv2d(ch, cfg.in_channels, 3, padding=1)))
 
-    def forward(self, x: torch.Tensor, noise_label: torch.Tensor) -> torch.Tensor:
+    def _attention(self, ch: int) -> list[nn.Module]:
+        cfg = self.cfg
+        return [SpatialAttention(ch, cfg.heads_channels)] + (
+            [CrossAttention(ch, cfg.context_dim, cfg.heads_channels)] if cfg.context_dim else [])
+
+    @property
+    def emb_dim(self) -> int:
+        """Width of the noise-level embedding (and of a condition embedding added to it)."""
+        return 4 * self.cfg.channels
+
+    def forward(self, x: torch.Tensor, noise_label: torch.Tensor, cond: torch.Tensor | None = None,
+                context: torch.Tensor | None = None, context_pad: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(noise_label)
+        if cond is not None:
+            emb = emb + cond
+
+        def apply(layer, h):
+            if isinstance(layer, ResBlock):
+                return layer(h, emb)
+            if isinstance(layer, CrossAttention):
+                return layer(h, context, context_pad)
+            return layer(h)
+
         h = self.stem(x)
         stack = [h]
         for block in self.down:
             for layer in block:
-                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+                h = apply(layer, h)
             stack.append(h)
         for layer in self.mid:
-            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+            h = apply(layer, h)
         for block in self.up:
             h = torch.cat([h, stack.pop()], dim=1)
             for layer in block:
-                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+                h = apply(layer, h)
         return self.head(h)

@@ -1,0 +1,69 @@
+"""Conditional generation: the condition encoder, classifier-free dropout and guidance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tsdiff_cli.models.condition import (ConditionConfig, ConditionEncoder, ConditionalNet, Conditions, Guided,
+                                         drop_conditions)
+from tsdiff_cli.models.edm import Denoiser
+from tsdiff_cli.models.unet import UNet, UNetConfig
+
+
+def _denoiser(seed: int = 0) -> Denoiser:
+    torch.manual_seed(seed)
+    unet = UNet(UNetConfig(8, 3, 32, [1, 2], 1, [4], 0.0, context_dim=16))
+    enc = ConditionEncoder(ConditionConfig(dim=unet.emb_dim, categories=[4], numerics=1, vocab=10, text_dim=16,
+                                           text_layers=1))
+    net = ConditionalNet(unet, enc)
+    with torch.no_grad():  # zero-initialised output layers would hide every condition at step 0
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return Denoiser(net).eval()
+
+
+def _conditions(n: int = 4) -> Conditions:
+    return Conditions(torch.arange(n)[:, None] % 4, torch.linspace(-1, 1, n)[:, None],
+                      torch.tensor([[2, 3, 0], [4, 0, 0], [5, 6, 7], [0, 0, 0]])[:n])
+
+
+def test_null_condition_dropout_rate_matches_cfg_dropout():
+    n = 20000
+    c = Conditions(torch.zeros(n, 1, dtype=torch.long), torch.zeros(n, 1), torch.full((n, 3), 2))
+    joint = drop_conditions(c, 0.1, torch.Generator().manual_seed(0))
+    dropped = joint.cats[:, 0] == -1
+    assert abs(dropped.float().mean().item() - 0.1) < 0.01
+    assert torch.equal(dropped, joint.nums[:, 0].isnan()) and torch.equal(dropped, (joint.tokens == 0).all(1))
+    apart = drop_conditions(c, 0.1, torch.Generator().manual_seed(0), joint=False)
+    a, b = apart.cats[:, 0] == -1, apart.nums[:, 0].isnan()
+    assert abs(a.float().mean().item() - 0.1) < 0.01 and abs(b.float().mean().item() - 0.1) < 0.01
+    assert abs((a & b).float().mean().item() - 0.01) < 0.005  # independent draws
+
+
+def test_guidance_one_is_the_conditional_denoiser_and_zero_the_unconditional():
+    d, c = _denoiser(), _conditions()
+    x, s = torch.randn(4, 3, 8, 8), torch.full((4,), 0.7)
+    with torch.no_grad():
+        cond, uncond = d(x, s, c), d(x, s, c.null())
+        assert torch.allclose(Guided(d, c, 1.0)(x, s), cond)
+        assert torch.allclose(Guided(d, c, 0.0)(x, s), uncond)
+        assert torch.allclose(Guided(d, c, 2.5)(x, s), uncond + 2.5 * (cond - uncond), atol=1e-5)
+    with pytest.raises(ValueError):
+        Guided(d, c, -1.0)
+
+
+@pytest.mark.parametrize("part", ["cats", "nums", "tokens"])
+def test_each_condition_changes_the_denoiser(part):
+    d, c = _denoiser(), _conditions()
+    x, s = torch.randn(4, 3, 8, 8), torch.full((4,), 0.7)
+    other = Conditions(c.cats, c.nums, c.tokens)
+    setattr(other, part, {"cats": (c.cats + 1) % 4, "nums": c.nums + 1.5, "tokens": (c.tokens + 1) % 10}[part])
+    with torch.no_grad():
+        assert not torch.allclose(d(x, s, c), d(x, s, other), atol=1e-4)
+
+
+def test_a_null_caption_is_a_learnt_token_not_nan():
+    enc = ConditionEncoder(ConditionConfig(dim=32, vocab=10, text_dim=16, text_layers=2))
+    emb, context, pad = enc(Conditions(tokens=torch.zeros(2, 5, dtype=torch.long)))
+    assert torch.isfinite(emb).all() and torch.isfinite(context).all() and not pad[:, 0].any()
