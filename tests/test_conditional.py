@@ -67,3 +67,25 @@ def test_a_null_caption_is_a_learnt_token_not_nan():
     enc = ConditionEncoder(ConditionConfig(dim=32, vocab=10, text_dim=16, text_layers=2))
     emb, context, pad = enc(Conditions(tokens=torch.zeros(2, 5, dtype=torch.long)))
     assert torch.isfinite(emb).all() and torch.isfinite(context).all() and not pad[:, 0].any()
+
+
+def test_condition_spec_encodes_and_refuses_unknown_categories():
+    import numpy as np
+
+    from tsdiff_cli.data.conditions import encode, fill_template, fit_spec
+    from tsdiff_cli.errors import UserError
+
+    cats = {"activity": np.array(["Running", "Walking", "Running", None], dtype=object)}
+    nums = {"age": np.array([30.0, 50.0, np.nan, 70.0])}
+    captions = fill_template("a {activity} recording of a {age} year old", {**cats, **nums})
+    assert captions[0] == "a Running recording of a 30 year old"
+    spec = fit_spec(cats, nums, captions)
+    assert spec.categorical["activity"] == ["Running", "Walking"] and spec.numeric["age"] == (50.0, np.std([30, 50, 70]))
+    out = encode(spec, cats, nums, captions, "data")
+    assert out["cats"][:, 0].tolist() == [0, 1, 0, -1] and np.isnan(out["nums"][2, 0])
+    assert (out["tokens"][0][:8] > 1).all()  # every word of the first caption is in the vocabulary
+    with pytest.raises(UserError, match="Swimming' was never seen in training; use one of: Running, Walking"):
+        encode(spec, {"activity": np.array(["Swimming"])}, {"age": np.array([40.0])}, None, "--condition")
+    loose = encode(spec, {"activity": np.array(["Swimming"])}, {"age": np.array([40.0])}, np.array(["a new words"]),
+                   "data", strict=False)
+    assert loose["cats"][0, 0] == -1 and 1 in loose["tokens"][0]  # unknown word id
