@@ -294,7 +294,7 @@ def _load_encoder(model: DualPatchTransformer, init: Path) -> None:
     theirs = DualPatchConfig.from_json(meta["config"])
     mine = model.c
     shared = ("channels", "length", "patch_len", "patch_stride", "d_model", "heads", "layers", "ff", "streams",
-              "mask_channel", "instance_norm", "categories")
+              "mask_channel", "instance_norm", "fill", "categories")
     differ = [k for k in shared if getattr(theirs, k) != getattr(mine, k)]
     if differ:
         raise UserError(init, "was pretrained with another " + ", ".join(differ) + " than these settings and data",
