@@ -334,3 +334,15 @@ def test_cli_bad_inputs_exit_2_with_one_line(cli, workdir, tmp_path):
     write_toml(workdir / "nodims.toml", TINY.format(train="nodims.ts", epochs=1, extra=""))
     r = cli("classify", "train", "nodims.toml")
     assert r.exit_code == 2 and "line 4 has no dimensions" in r.stderr
+
+
+def test_linear_fill_interpolates_the_value_channel_and_keeps_the_mask():
+    model = DualPatchTransformer(_config(fill="linear", instance_norm=True)).eval()
+    seen = {}
+    model.variate.register_forward_hook(lambda m, inp, out: seen.update(variates=inp[0]))
+    x = torch.tensor([[[0.0, float("nan"), 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0]] * 2])
+    model(x)
+    v = seen["variates"][0, 0]
+    padded = _config().padded
+    assert torch.isclose(v[1], (v[0] + v[2]) / 2) and v[padded + 1] == 1 and v[padded + 2] == 0
+    assert abs(v[:10][torch.arange(10) != 1].mean().item()) < 1e-5  # instance-normalised on observed values

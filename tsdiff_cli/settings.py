@@ -365,6 +365,9 @@ class ClassifySettings(_Section):
     gaps: Literal["mask", "interpolate"] = Field("mask", description='"mask": missing values enter as 0 with a missing-mask '
                                                  'channel; "interpolate": filled by linear interpolation, no mask channel '
                                                  "(the ablation the benchmark compares with)")
+    fill: Literal["zero", "linear"] = Field("zero", description='the value channel where a value is missing: "zero", or '
+                                            '"linear" interpolation between the observations either side (the mask '
+                                            "channel says where the gaps are either way)")
     instance_norm: bool = Field(False, description="scale each series' channel by its own observed mean and spread "
                                 "(RevIN), passing both to its variate token: for series whose levels differ by orders "
                                 "of magnitude")

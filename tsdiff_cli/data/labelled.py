@@ -314,7 +314,8 @@ def conform(data: LabelledSet, like: dict, where: str) -> LabelledSet:
             continue
         target = specs[spec.name]
         if spec.kind != target["kind"]:
-            raise UserError(where, f"label '{spec.name}' is {spec.kind} here but {target['kind']} in training", "check the file")
+            raise UserError(where, f"label '{spec.name}' is {spec.kind} here but {target['kind']} in training",
+                            "check the file")
         values = data.labels[spec.name]
         if spec.per_step:
             values = np.pad(values, ((0, 0), (0, pad)), constant_values=-1 if spec.kind == "class" else np.nan)

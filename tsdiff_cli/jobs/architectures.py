@@ -60,4 +60,4 @@ def classifier_config(p: ClassifySettings, channels: int, length: int, categorie
     return DualPatchConfig(channels=channels, length=length, patch_len=p.patch_len, patch_stride=p.patch_stride,
                            d_model=p.d_model, heads=p.heads, layers=p.layers, ff=p.ff, dropout=p.dropout,
                            streams=p.streams, categories=categories, tasks=heads, mask_channel=p.gaps == "mask",
-                           instance_norm=p.instance_norm)
+                           instance_norm=p.instance_norm, fill=p.fill)

@@ -28,7 +28,8 @@ from tsdiff_cli.errors import UserError
 from tsdiff_cli.jobs import Update, no_update
 from tsdiff_cli.jobs.architectures import classifier_config
 from tsdiff_cli.models.dualpatch import DualPatchConfig, DualPatchTransformer, HeadConfig
-from tsdiff_cli.runs import BASE_MODEL_FILE, MODEL_FILE, SAMPLING_WEIGHTS_FILE, Run, model_path, model_readable, report_path, run_model, run_settings
+from tsdiff_cli.runs import (BASE_MODEL_FILE, MODEL_FILE, SAMPLING_WEIGHTS_FILE, Run, model_path, model_readable, report_path,
+                             run_model, run_settings)
 from tsdiff_cli.settings import ClassifySettings, Settings, to_toml
 from tsdiff_cli.training.device import resolve_device
 from tsdiff_cli.training.loop import Budget, OnStep, Trainer
@@ -292,8 +293,9 @@ def _load_encoder(model: DualPatchTransformer, init: Path) -> None:
     tensors, meta = run_model(init, ENCODER_KIND, PRETRAIN_COMMAND)
     theirs = DualPatchConfig.from_json(meta["config"])
     mine = model.c
-    differ = [k for k in ("channels", "length", "patch_len", "patch_stride", "d_model", "heads", "layers", "ff", "streams", "mask_channel", "instance_norm",
-                          "categories") if getattr(theirs, k) != getattr(mine, k)]
+    shared = ("channels", "length", "patch_len", "patch_stride", "d_model", "heads", "layers", "ff", "streams",
+              "mask_channel", "instance_norm", "fill", "categories")
+    differ = [k for k in shared if getattr(theirs, k) != getattr(mine, k)]
     if differ:
         raise UserError(init, "was pretrained with another " + ", ".join(differ) + " than these settings and data",
                         "pretrain with the same [classify] model settings and training file")
@@ -369,7 +371,8 @@ def _read_for_run(run: Path, input: Path, labels_required: bool) -> tuple[DualPa
             shape = (n, t) if h.per_step else (n,)
             data.labels[h.name] = np.full(shape, -1 if h.kind == "class" else np.nan)
     mean, std = np.array(info["scaler"]["mean"]), np.array(info["scaler"]["std"])
-    return model, info, data, _batches(data, mean, std, info["target_scale"], "mask" if model.c.mask_channel else "interpolate")
+    gaps = "mask" if model.c.mask_channel else "interpolate"
+    return model, info, data, _batches(data, mean, std, info["target_scale"], gaps)
 
 
 def predict_from_run(run: Path, input: Path, output: Path) -> tuple[Path, int]:

@@ -10,7 +10,8 @@ channels) over T steps:
   token per channel from its whole series, projected by one map shared by the channels, plus a
   learnt identity per channel.
 
-Gaps are input, not noise: every numeric channel is doubled into its values (missing → 0) and a
+Gaps are input, not noise: every numeric channel is doubled into its values (missing → 0, or with
+``fill = "linear"`` interpolated linearly between the observations either side) and a
 missing-mask channel (1 where missing) before either projection — the "mask channel" of GRU-D
 (Che et al. 2018, §3) and of BRITS-style imputers —, and padding after a short series is
 missing like any other gap. Each categorical channel has its own embedding table (code 0 =
@@ -45,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tsdiff_cli.models.tst import interpolate
+
 
 @dataclass
 class HeadConfig:
@@ -68,6 +71,7 @@ class DualPatchConfig:
     streams: Literal["joint", "separate"]
     categories: list[int] = field(default_factory=list)  # codes per categorical channel, 0 (unknown) included
     mask_channel: bool = True  # False: values only (inputs arrive without gaps, e.g. interpolated)
+    fill: Literal["zero", "linear"] = "zero"  # what the value channel holds where a value is missing
     instance_norm: bool = False  # each series' channel scaled by its own observed mean and spread (RevIN), which
     # the channel's variate token still receives (mean and log spread) so that levels are not lost
     tasks: list[HeadConfig] = field(default_factory=list)
@@ -126,12 +130,16 @@ class DualPatchTransformer(nn.Module):
         B, T = x.shape[0], x.shape[2]
         pad = c.padded - T
         missing = torch.isnan(x)
-        values = torch.where(missing, torch.zeros_like(x), x)
         if c.instance_norm:  # Kim et al. 2022 (RevIN) on observed values only
+            observed = torch.where(missing, torch.zeros_like(x), x)
             count = (~missing).sum(2, keepdim=True).clamp_min(1)
-            mean = values.sum(2, keepdim=True) / count
-            std = ((((values - mean) * ~missing) ** 2).sum(2, keepdim=True) / count + 1e-5).sqrt()
-            values = torch.where(missing, torch.zeros_like(x), (values - mean) / std)
+            mean = observed.sum(2, keepdim=True) / count
+            std = ((((observed - mean) * ~missing) ** 2).sum(2, keepdim=True) / count + 1e-5).sqrt()
+            x = (x - mean) / std  # gaps stay NaN
+        if c.fill == "linear":  # the value channel interpolated across gaps; the mask still says where they are
+            values = interpolate(x.transpose(1, 2)).transpose(1, 2)
+        else:
+            values = torch.where(missing, torch.zeros_like(x), x)
         values = F.pad(values, (0, pad))
         missing = F.pad(missing.to(x.dtype), (0, pad), value=1.0)
         doubled = torch.cat([values, missing], dim=1) if c.mask_channel else values  # (B, 2C, Tp)

@@ -109,7 +109,8 @@ class _Schedule:
 
     def __init__(self, optimizer: torch.optim.Optimizer, p: ClassifySettings, head_steps: int, base_steps: int,
                  swa_anneal: int):
-        self.opt, self.p, self.head_steps, self.base_steps, self.swa_anneal = optimizer, p, head_steps, base_steps, swa_anneal
+        self.opt, self.p = optimizer, p
+        self.head_steps, self.base_steps, self.swa_anneal = head_steps, base_steps, swa_anneal
         self.t = 0
         self.swalr: SWALR | None = None
         self._apply()
