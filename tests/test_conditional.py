@@ -89,3 +89,17 @@ def test_condition_spec_encodes_and_refuses_unknown_categories():
     loose = encode(spec, {"activity": np.array(["Swimming"])}, {"age": np.array([40.0])}, np.array(["a new words"]),
                    "data", strict=False)
     assert loose["cats"][0, 0] == -1 and 1 in loose["tokens"][0]  # unknown word id
+
+
+def test_labelled_windows_stay_inside_their_series():
+    import numpy as np
+
+    from tsdiff_cli.data.conditions import labelled_windows
+
+    x = np.full((2, 1, 6), np.nan)
+    x[0, 0, :6] = np.arange(6)
+    x[1, 0, :3] = 100 + np.arange(3)  # a short series, padded
+    windows, series = labelled_windows(x, np.array([6, 3]), seq_len=4, stride=1)
+    assert series.tolist() == [0, 0, 0, 1]
+    assert windows[2, :, 0].tolist() == [2, 3, 4, 5]
+    assert windows[3, :3, 0].tolist() == [100, 101, 102] and np.isnan(windows[3, 3, 0])

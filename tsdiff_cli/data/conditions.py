@@ -128,3 +128,22 @@ def fill_template(template: str, columns: dict[str, np.ndarray]) -> np.ndarray:
         return str(v)
 
     return np.array([template.format(**{f: text(columns[f][i]) for f in names}) for i in range(n)], dtype=object)
+
+
+def labelled_windows(x: np.ndarray, lengths: np.ndarray, seq_len: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of ``seq_len`` steps inside each labelled series (B, C, T) — never across two
+    series, so each window inherits its series' conditions: (windows (N, seq_len, C), the series
+    each came from (N,)). A series shorter than ``seq_len`` gives one window, padded with missing
+    values (as its padding already is). Vectorised: one gather for all windows."""
+    x = np.asarray(x)
+    n, c, t = x.shape
+    if t < seq_len:
+        x = np.pad(x, ((0, 0), (0, 0), (0, seq_len - t)), constant_values=np.nan)
+        t = seq_len
+    starts_per = np.maximum((np.maximum(lengths, seq_len) - seq_len) // stride + 1, 1)
+    series = np.repeat(np.arange(n), starts_per)
+    first = np.r_[0, np.cumsum(starts_per)[:-1]]
+    starts = (np.arange(len(series)) - np.repeat(first, starts_per)) * stride
+    steps = starts[:, None] + np.arange(seq_len)[None, :]
+    windows = x.transpose(0, 2, 1)[series[:, None], steps]  # (N, seq_len, C)
+    return windows.astype(np.float32), series
