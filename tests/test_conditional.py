@@ -103,3 +103,23 @@ def test_labelled_windows_stay_inside_their_series():
     assert series.tolist() == [0, 0, 0, 1]
     assert windows[2, :, 0].tolist() == [2, 3, 4, 5]
     assert windows[3, :3, 0].tolist() == [100, 101, 102] and np.isnan(windows[3, 3, 0])
+
+
+def test_conditions_round_trip_through_the_dataset_file(tmp_path):
+    import numpy as np
+
+    from tsdiff_cli.data.conditions import encode, fit_spec
+    from tsdiff_cli.data.scaling import fit_scaler
+    from tsdiff_cli.data.store import WindowDataset, read_dataset, write_dataset
+
+    x = np.random.default_rng(0).random((3, 4, 2)).astype(np.float32)
+    cats = {"activity": np.array(["Running", "Walking", "Running"], dtype=object)}
+    captions = np.array(["fast running", "slow walk", "running é"], dtype=object)
+    spec = fit_spec(cats, {}, captions)
+    enc = encode(spec, cats, {}, captions, "data")
+    ds = WindowDataset(x, x, np.zeros(3, np.uint8), np.arange(3), ["a", "b"], fit_scaler("none", x.reshape(-1, 2)),
+                       conditions={**enc, "captions": list(captions), "spec": spec.to_dict()})
+    write_dataset(tmp_path / "d.h5", ds)
+    back = read_dataset(tmp_path / "d.h5").conditions
+    assert back["spec"] == spec.to_dict() and back["captions"] == list(captions)
+    assert np.array_equal(back["cats"], enc["cats"]) and np.array_equal(back["tokens"], enc["tokens"])

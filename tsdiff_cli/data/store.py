@@ -6,7 +6,10 @@ equals ``observed``); ``split`` (N,) uint8 (0 train, 1 val, 2 test); ``index`` (
 row of the processed series where each window starts. Attributes: ``columns`` and ``scaler``
 (JSON), ``seq_len``, ``missing_rate``, ``seed``, ``source``, ``source_sha256``,
 ``tsdiff_version``, ``settings`` (the ``[data]`` section as JSON) and, for gridded data,
-``time_column``, ``freq`` and ``start``.
+``time_column``, ``freq`` and ``start``. With conditions (conditional generation): datasets
+``cond_cats`` (N, K) int64 codes (−1 missing), ``cond_nums`` (N, M) float32 standardised (NaN
+missing), ``cond_tokens`` (N, L) int64 caption token ids, ``captions`` (N,) UTF-8 strings, and the
+attribute ``conditions`` (JSON: :class:`tsdiff_cli.data.conditions.ConditionSpec`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class WindowDataset:
     attrs: dict[str, Any] = field(default_factory=dict)
     #: the file holds a ``target`` apart from ``observed`` (benchmark mode: values were removed)
     has_target: bool = True
+    #: per-window conditions: ``cats``, ``nums``, ``tokens`` arrays, ``captions`` and ``spec`` (a dict)
+    conditions: dict[str, Any] | None = None
 
     @property
     def observed_fraction(self) -> float:
@@ -59,6 +64,15 @@ def write_dataset(path: Path, ds: WindowDataset) -> None:
             f.attrs["tsdiff_version"] = __version__
             for key, value in ds.attrs.items():
                 f.attrs[key] = value
+            if ds.conditions is not None:
+                c = ds.conditions
+                f.create_dataset("cond_cats", data=c["cats"].astype(np.int64))
+                f.create_dataset("cond_nums", data=c["nums"].astype(np.float32))
+                f.create_dataset("cond_tokens", data=c["tokens"].astype(np.int64))
+                if c.get("captions") is not None:
+                    f.create_dataset("captions", data=np.asarray(c["captions"], dtype=object),
+                                     dtype=h5py.string_dtype("utf-8"))
+                f.attrs["conditions"] = json.dumps(c["spec"])
 
 
 def read_dataset(path: Path) -> WindowDataset:
@@ -78,8 +92,14 @@ def read_dataset(path: Path) -> WindowDataset:
             split = f["split"][()]
             index = f["index"][()]
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            conditions = None
+            if "conditions" in f.attrs:
+                conditions = {"cats": f["cond_cats"][()], "nums": f["cond_nums"][()], "tokens": f["cond_tokens"][()],
+                              "captions": ([s.decode() if isinstance(s, bytes) else s for s in f["captions"][()]]
+                                           if "captions" in f else None),
+                              "spec": json.loads(attrs.pop("conditions"))}
     except OSError as exc:
         raise UserError(path, f"cannot be read as HDF5 ({exc})", "make it again with `tsdiff preprocess`") from None
     columns = json.loads(attrs.pop("columns"))
     scaler = Scaler.from_json(attrs.pop("scaler"))
-    return WindowDataset(observed, target, split, index, columns, scaler, attrs, has_target)
+    return WindowDataset(observed, target, split, index, columns, scaler, attrs, has_target, conditions)
