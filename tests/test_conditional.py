@@ -80,12 +80,15 @@ def test_condition_spec_encodes_and_refuses_unknown_categories():
     captions = fill_template("a {activity} recording of a {age} year old", {**cats, **nums})
     assert captions[0] == "a Running recording of a 30 year old"
     spec = fit_spec(cats, nums, captions)
-    assert spec.categorical["activity"] == ["Running", "Walking"] and spec.numeric["age"] == (50.0, np.std([30, 50, 70]))
+    assert spec.categorical["activity"] == ["Running", "Walking"] and spec.numeric["age"] == (50.0, np.std([30, 50, 70]), 30.0, 70.0)
     out = encode(spec, cats, nums, captions, "data")
     assert out["cats"][:, 0].tolist() == [0, 1, 0, -1] and np.isnan(out["nums"][2, 0])
     assert (out["tokens"][0][:8] > 1).all()  # every word of the first caption is in the vocabulary
     with pytest.raises(UserError, match="Swimming' was never seen in training; use one of: Running, Walking"):
         encode(spec, {"activity": np.array(["Swimming"])}, {"age": np.array([40.0])}, None, "--condition")
+    with pytest.raises(UserError, match=r"age = 99 is far outside the training range \[30, 70\]"):
+        encode(spec, {"activity": np.array(["Running"])}, {"age": np.array([99.0])}, None, "--condition")
+    assert encode(spec, {"activity": np.array(["Running"])}, {"age": np.array([80.0])}, None, "--condition")["nums"][0, 0] > 1
     loose = encode(spec, {"activity": np.array(["Swimming"])}, {"age": np.array([40.0])}, np.array(["a new words"]),
                    "data", strict=False)
     assert loose["cats"][0, 0] == -1 and 1 in loose["tokens"][0]  # unknown word id

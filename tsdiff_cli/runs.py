@@ -130,7 +130,7 @@ def run_settings(run: Path, overrides: dict | None = None) -> Settings:
 RESUMABLE = {
     "train": {"epochs", "max_minutes", "max_steps", "eval_every", "eval_samples", "checkpoint_minutes", "device"},
     "tst": {"epochs", "max_steps"},
-    "sample": {"steps", "churn", "n", "batch_size", "seed", "precision"},
+    "sample": {"steps", "churn", "n", "batch_size", "seed", "precision", "guidance"},
     "eval": None,  # None: every key
     "forecast": {"epochs", "max_minutes", "max_steps", "patience", "samples", "steps", "solver", "sample_windows", "device"},
     "impute": {"epochs", "patience", "max_minutes", "max_steps", "output", "device", "holdout"},

@@ -73,6 +73,16 @@ class DataSettings(_Section):
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of windows marked test")
     sine_samples: int = Field(10000, ge=1, description='number of windows when source = "sine"')
     sine_features: int = Field(5, ge=1, description='number of features when source = "sine"')
+    condition_columns: list[str] = Field([], description="conditional generation: per-series (or, in one regular series, "
+                                         "per-window: the window's first row) categorical or numeric columns to condition "
+                                         "on; a .ts source has one, its label, which the single name here names")
+    categorical_conditions: list[str] = Field([], description="condition columns read as categories even though their "
+                                              "values are numbers (e.g. integer codes); other numeric ones are numeric")
+    caption_column: str | None = Field(None, description="conditional generation: a free-text caption per series")
+    caption_template: str | None = Field(None, description='captions built from the condition columns, e.g. "a {activity} '
+                                         'recording of a {age} year old subject"')
+    id_column: str | None = Field(None, description="a long table of many labelled series: the series id column (one row "
+                                  "per series and time step, as tsdiff classify reads); windows stay inside a series")
 
     @model_validator(mode="after")
     def _check(self) -> DataSettings:
@@ -85,6 +95,13 @@ class DataSettings(_Section):
             raise ValueError("freq is set but time_column is not; name the column of timestamps")
         if self.source == "sine" and (self.time_column or self.columns):
             raise ValueError('source = "sine" has no columns to choose; remove time_column / columns')
+        if self.source == "sine" and (self.condition_columns or self.caption_column or self.caption_template):
+            raise ValueError('source = "sine" has no conditions; remove condition_columns / caption_column / caption_template')
+        if self.caption_column and self.caption_template:
+            raise ValueError("caption_column and caption_template both set; captions come from one of them")
+        stray = [c for c in self.categorical_conditions if c not in self.condition_columns]
+        if stray:
+            raise ValueError(f"categorical_conditions names {', '.join(stray)}, which condition_columns does not")
         if self.output is None:
             object.__setattr__(self, "output", Path("data") / f"{self.source_name}.h5")
         return self
@@ -95,7 +112,7 @@ class DataSettings(_Section):
         if self.source in ("sine", *SHIPPED_DATASETS):
             return self.source
         name = Path(self.source).name
-        for suffix in (".gz", ".csv", ".parquet", ".pq", ".txt"):
+        for suffix in (".gz", ".csv", ".parquet", ".pq", ".txt", ".ts"):
             name = name.removesuffix(suffix)
         return name or "dataset"
 
@@ -146,6 +163,10 @@ class ModelSettings(_Section):
         '"residual" (ADM\'s up/down residual blocks, as the paper\'s reference network; the paper presets)')
     project: bool = Field(False, description="project the denoiser's output onto delay-consistent images (every pixel "
                           "of a time step equal); false in the paper presets")
+    caption_dim: int = Field(64, ge=8, description="conditional generation: width of the caption encoder's word tokens "
+                             "(the U-Net cross-attends to them)")
+    caption_layers: int = Field(1, ge=0, description="transformer layers over the caption's words (0: mean of word "
+                                "embeddings)")
 
 
 class TrainSettings(_Section):
@@ -171,6 +192,10 @@ class TrainSettings(_Section):
                                "command, quick evaluations included (0: no limit)")
     max_steps: int = Field(0, ge=0, description="stop cleanly after this many optimisation steps, both phases (0: no limit)")
     checkpoint_minutes: float = Field(5.0, gt=0, description="write a resumable checkpoint this often")
+    cfg_dropout: float = Field(0.1, ge=0, lt=1, description="conditional generation: probability that a window's "
+                               "condition is replaced by the null one (classifier-free guidance training)")
+    cfg_drop: Literal["joint", "parts"] = Field("joint", description='"joint": labels, numbers and caption dropped together; '
+                                                '"parts": each on its own draw')
     seed: int = Field(0, description="seed of initialisation, batches and noise")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description='"auto" uses a GPU when there is one')
     precision: Literal["auto", "fp32", "bf16"] = Field(
@@ -187,6 +212,8 @@ class SampleSettings(_Section):
     n: int = Field(1000, ge=1, description="windows to sample")
     batch_size: int = Field(512, ge=1, description="windows per sampling batch")
     seed: int = Field(0, description="seed of the initial noise")
+    guidance: float = Field(1.0, ge=0, description="conditional runs: classifier-free guidance weight w in D_uncond + "
+                            "w (D_cond − D_uncond); 1 plain conditional, 0 unconditional, > 1 stronger adherence")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description='network arithmetic while sampling: "bf16" (autocast; the σ-scaled network output keeps its '
         'error below the noise level), "fp32", or "auto": bf16 on a GPU and on CPUs with native bf16 instructions')

@@ -91,6 +91,8 @@ def _print_report(report: dict, out: Path) -> None:
                       str(m.get("iterations", "—")), f"{m['seconds']:.1f}")
     console = Console()
     console.print(table)
+    if "conditional" in report:
+        console.print(_conditional_table(report["conditional"]))
     console.print(report["protocol"], style="dim" if report["protocol"] == FULL_NOTE else "bold yellow")
     if "seeds" in report:
         sd = report["seeds"]
@@ -101,3 +103,27 @@ def _print_report(report: dict, out: Path) -> None:
     if report.get("inputs", {}).get("scaling", "as given") != "as given":
         console.print(f"scaling: {report['inputs']['scaling']}", style="dim")
     console.print(f"report: {out}" + (f"; plots: {', '.join(report['plots'])}" if report.get("plots") else ""))
+
+
+def _conditional_table(c: dict):
+    from rich.table import Table
+
+    def f(v) -> str:
+        return "—" if v is None else f"{v:.4f}"
+
+    table = Table(title=f"conditional samples (guidance {c['guidance']:g})", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    if "condition" in c:
+        for name, v in c.get("per_class_discriminative", {}).items():
+            table.add_row(f"disc. within {c['condition']} = {name}", f(v))
+        table.add_row("per-class disc. (mean)", f(c.get("per_class_discriminative_mean")))
+        table.add_row(f"adherence (real-trained judge's accuracy on {c['condition']})", f(c.get("adherence")))
+        if "tstr_accuracy" in c:
+            table.add_row(f"TSTR accuracy ({c['held_out_split']} split)", f(c["tstr_accuracy"]))
+            table.add_row("TRTR accuracy (same judge trained on real)", f(c["trtr_accuracy"]))
+            table.add_row("TSTR / TRTR", f(c["tstr_ratio"]))
+    for name, m in c.get("numeric", {}).items():
+        table.add_row(f"{name}: corr(requested, judged)", f(m.get("correlation")))
+        table.add_row(f"{name}: MAE", f(m.get("mae")))
+    return table

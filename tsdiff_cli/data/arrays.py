@@ -47,8 +47,9 @@ def gap_free(windows: np.ndarray) -> np.ndarray:
     return ~np.isnan(windows).any(axis=(1, 2))
 
 
-def read_windows(path: Path | str) -> WindowSet:
-    """Read windows from ``path``; any problem is a :class:`UserError` naming the file."""
+def read_windows(path: Path | str, labels: tuple[str, ...] = ()) -> WindowSet:
+    """Read windows from ``path``; any problem is a :class:`UserError` naming the file. ``labels``
+    are per-window columns of a table that are not features (a conditional sample's conditions)."""
     path = Path(path)
     if not path.exists():
         raise UserError(path, "no such file", "check the path")
@@ -60,7 +61,7 @@ def read_windows(path: Path | str) -> WindowSet:
     if suffix in (".h5", ".hdf5"):
         return _from_h5(path)
     if suffix in (".csv", ".parquet", ".pq"):
-        return _from_table(path)
+        return _from_table(path, labels)
     raise UserError(path, "unknown file type", "use .npy, .h5, .csv or .parquet")
 
 
@@ -112,14 +113,14 @@ def _from_h5(path: Path) -> WindowSet:
         raise UserError(path, f"cannot be read as HDF5 ({exc})", "check the file") from None
 
 
-def _from_table(path: Path) -> WindowSet:
+def _from_table(path: Path, labels: tuple[str, ...] = ()) -> WindowSet:
     from tsdiff_cli.data.sources import read_frame
 
     frame = read_frame(path)
     if WINDOW_COLUMN not in frame or STEP_COLUMN not in frame:
         raise UserError(path, f"has no '{WINDOW_COLUMN}' and '{STEP_COLUMN}' columns",
                         "write stacked windows: one row per window and step (as `tsdiff sample` does)")
-    features = [c for c in frame.columns if c not in (WINDOW_COLUMN, STEP_COLUMN)]
+    features = [c for c in frame.columns if c not in (WINDOW_COLUMN, STEP_COLUMN, *labels)]
     bad = [c for c in features if not np.issubdtype(frame[c].dtype, np.number)]
     if bad or not features:
         raise UserError(path, f"column '{bad[0]}' is not numeric" if bad else "has no value columns",
@@ -149,10 +150,12 @@ class WindowWriter:
 
     .csv / .parquet: stacked windows (``window``, ``step``, then the columns); .h5: dataset
     ``samples`` with attributes ``columns``, ``scaler`` and ``attrs``; .npy: the array, with the
-    columns and scaler in ``<file>.npy.json``."""
+    columns and scaler in ``<file>.npy.json``. ``labels`` name per-window values (the conditions
+    of conditional samples): columns after ``step`` in a table, datasets ``label_<name>`` in .h5,
+    lists under ``labels`` in the .npy sidecar."""
 
     def __init__(self, path: Path, n: int, t: int, columns: list[str], scaler: Scaler | None = None,
-                 attrs: dict | None = None):
+                 attrs: dict | None = None, labels: list[str] | None = None):
         from tsdiff_cli.atomic import ensure_writable
 
         self.path = ensure_writable(Path(path), "output")
@@ -160,6 +163,8 @@ class WindowWriter:
         if self.suffix not in OUTPUT_SUFFIXES:
             raise UserError(self.path, "unknown output type", "use .csv, .parquet, .h5 or .npy")
         self.n, self.t, self.columns, self.scaler, self.attrs = n, t, columns, scaler, attrs or {}
+        self.labels = list(labels or [])  # per-window columns (a conditional sample's conditions)
+        self._label_values: dict[str, list] = {name: [] for name in self.labels}
         from tsdiff_cli.resources import require_disk
 
         require_disk(self.path, estimated_bytes(self.suffix, n, t, len(columns)), f"{n} windows as {self.suffix}",
@@ -187,19 +192,24 @@ class WindowWriter:
                 self._file.attrs[k] = v
         elif self.suffix == ".csv":
             self._file = open(self.tmp, "w", encoding="utf-8", newline="")
-            self._file.write(",".join([WINDOW_COLUMN, STEP_COLUMN, *self.columns]) + "\n")
+            self._file.write(",".join([WINDOW_COLUMN, STEP_COLUMN, *self.labels, *self.columns]) + "\n")
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             fields = [pa.field(WINDOW_COLUMN, pa.int64()), pa.field(STEP_COLUMN, pa.int64())]
+            fields += [pa.field(c, pa.string()) for c in self.labels]
             fields += [pa.field(c, pa.float32()) for c in self.columns]
-            self._file = pq.ParquetWriter(self.tmp, pa.schema(fields))
+            self._schema = pa.schema(fields)
+            self._file = pq.ParquetWriter(self.tmp, self._schema)
         return self
 
-    def write(self, batch: np.ndarray) -> None:
+    def write(self, batch: np.ndarray, labels: dict[str, np.ndarray] | None = None) -> None:
         b = len(batch)
         lo = self.done
+        labels = {name: [str(v) for v in labels[name]] for name in self.labels} if self.labels else {}
+        for name, values in labels.items():
+            self._label_values[name].extend(values)
         if self.suffix in (".npy", ".h5", ".hdf5"):
             self._out[lo:lo + b] = batch.astype(np.float32)
         else:
@@ -207,6 +217,8 @@ class WindowWriter:
 
             rows = batch.reshape(b * self.t, -1)
             frame = pd.DataFrame(rows if self.suffix == ".csv" else rows.astype(np.float32), columns=self.columns)
+            for name in reversed(self.labels):
+                frame.insert(0, name, np.repeat(np.array(labels[name], dtype=object), self.t))
             frame.insert(0, STEP_COLUMN, np.tile(np.arange(self.t), b))
             frame.insert(0, WINDOW_COLUMN, np.repeat(np.arange(lo, lo + b), self.t))
             if self.suffix == ".csv":
@@ -214,7 +226,7 @@ class WindowWriter:
             else:
                 import pyarrow as pa
 
-                self._file.write_table(pa.Table.from_pandas(frame, preserve_index=False))
+                self._file.write_table(pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False))
         self.done += b
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -224,6 +236,12 @@ class WindowWriter:
                 self._out.flush()
                 del self._out
             else:
+                if self.suffix in (".h5", ".hdf5") and kind is None:
+                    import h5py
+
+                    for name, values in self._label_values.items():
+                        self._file.create_dataset(f"label_{name}", data=np.array(values, dtype=object),
+                                                  dtype=h5py.string_dtype("utf-8"))
                 self._file.close()
             if kind is None and self.done != self.n:
                 raise RuntimeError(f"{self.done} of {self.n} windows were written")
@@ -236,6 +254,7 @@ class WindowWriter:
 
             write_text(sidecar(self.path), json.dumps({"columns": self.columns, "units": "original",
                                                       "scaler": self.scaler.to_json() if self.scaler else None,
+                                                      **({"labels": self._label_values} if self.labels else {}),
                                                       **self.attrs}) + "\n")
 
 

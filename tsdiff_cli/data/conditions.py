@@ -32,7 +32,7 @@ class ConditionSpec:
     columns with their mean and spread, and the caption vocabulary (ids from 2 on)."""
 
     categorical: dict[str, list[str]] = field(default_factory=dict)
-    numeric: dict[str, tuple[float, float]] = field(default_factory=dict)
+    numeric: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)  # mean, std, min, max
     vocabulary: list[str] = field(default_factory=list)
     caption_len: int = 0  # tokens per caption (longer captions are cut)
 
@@ -58,7 +58,7 @@ def fit_spec(categorical: dict[str, np.ndarray], numeric: dict[str, np.ndarray],
         if not len(v):
             raise UserError(f"condition '{name}'", "has no numeric value", "check the column")
         spread = float(v.std())
-        spec.numeric[name] = (float(v.mean()), spread if spread > 0 else 1.0)
+        spec.numeric[name] = (float(v.mean()), spread if spread > 0 else 1.0, float(v.min()), float(v.max()))
     if captions is not None:
         tokens = [words(str(c)) for c in captions if c is not None and c == c]
         counts = Counter(w for t in tokens for w in t)
@@ -71,7 +71,10 @@ def encode(spec: ConditionSpec, categorical: dict[str, np.ndarray], numeric: dic
            captions: np.ndarray | None, where: str, strict: bool = True) -> dict[str, np.ndarray]:
     """Arrays the model reads: ``cats`` (N, K) codes (−1 missing), ``nums`` (N, M) standardised
     (NaN missing), ``tokens`` (N, L) ids. With ``strict`` (sampling) an unknown category is an
-    error naming the valid values; otherwise (data the spec was not fitted on) it becomes missing."""
+    error naming the valid values, and so is a number more than one standard deviation outside the
+    training range (the model never saw such a condition: refused rather than clamped, so the
+    samples never silently answer another question); otherwise (data the spec was not fitted on)
+    an unknown category becomes missing."""
     n = _length(categorical, numeric, captions)
     cats = np.full((n, len(spec.categorical)), -1, dtype=np.int64)
     for k, (name, values) in enumerate(spec.categorical.items()):
@@ -87,10 +90,15 @@ def encode(spec: ConditionSpec, categorical: dict[str, np.ndarray], numeric: dic
                                 f"use one of: {', '.join(values)}")
             cats[i, k] = -1 if code is None else code
     nums = np.full((n, len(spec.numeric)), np.nan, dtype=np.float32)
-    for k, (name, (mean, std)) in enumerate(spec.numeric.items()):
+    for k, (name, (mean, std, lo, hi)) in enumerate(spec.numeric.items()):
         if name not in numeric:
             raise UserError(where, f"has no condition '{name}'", f"give it (the model knows {', '.join(spec.numeric)})")
-        nums[:, k] = (np.asarray(numeric[name], dtype=np.float64) - mean) / std
+        values = np.asarray(numeric[name], dtype=np.float64)
+        outside = np.isfinite(values) & ((values < lo - std) | (values > hi + std))
+        if strict and outside.any():
+            raise UserError(where, f"{name} = {values[outside][0]:g} is far outside the training range "
+                            f"[{lo:g}, {hi:g}]", f"ask for a value within [{lo - std:g}, {hi + std:g}]")
+        nums[:, k] = (values - mean) / std
     tokens = np.zeros((n, spec.caption_len), dtype=np.int64)
     if spec.vocabulary and captions is not None:
         lookup = {w: i + 2 for i, w in enumerate(spec.vocabulary)}

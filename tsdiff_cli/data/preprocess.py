@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tsdiff_cli.atomic import ensure_writable
+from tsdiff_cli.data.conditioned import encode_conditions, read_conditioned, wants_conditions
 from tsdiff_cli.data.missing import drop_series_steps, drop_window_steps
 from tsdiff_cli.data.regular import place_on_grid
 from tsdiff_cli.data.scaling import fit_scaler
@@ -67,7 +68,13 @@ def preprocess(cfg: DataSettings, progress: Callable[[int, int], None] | None = 
     attrs: dict = {}
     merged_rows, series_length = 0, None
 
-    if cfg.source == "sine":
+    conditions = None
+    if wants_conditions(cfg):
+        got = read_conditioned(cfg, _rng(cfg.seed, _MISSING))
+        target, observed, index, columns, scaler = got.target, got.observed, got.index, got.columns, got.scaler
+        label, sha, series_length = got.label, got.sha256, got.series_length
+        report(1, 3)
+    elif cfg.source == "sine":
         clean = sine_windows(cfg.sine_samples, cfg.seq_len, cfg.sine_features, _rng(cfg.seed, _SINE))
         scaler = fit_scaler(cfg.scaler, clean)
         target = scaler.transform(clean)
@@ -99,6 +106,12 @@ def preprocess(cfg: DataSettings, progress: Callable[[int, int], None] | None = 
 
     report(2, 3)
     order = _rng(cfg.seed, _SHUFFLE).permutation(target.shape[0])
+    split = assign_splits(target.shape[0], cfg.val_fraction, cfg.test_fraction)
+    if wants_conditions(cfg):
+        if got.split is not None:  # labelled series: split by series, kept with each window
+            split = got.split[order]
+        raw = {k: v[order] for k, v in got.conditions.items()}
+        conditions = encode_conditions(cfg, raw, split == SPLITS["train"])
     attrs.update(
         seq_len=cfg.seq_len,
         missing_rate=cfg.missing_rate,
@@ -111,11 +124,12 @@ def preprocess(cfg: DataSettings, progress: Callable[[int, int], None] | None = 
     dataset = WindowDataset(
         observed=observed[order].astype(np.float32),
         target=target[order].astype(np.float32),
-        split=assign_splits(target.shape[0], cfg.val_fraction, cfg.test_fraction),
+        split=split,
         index=index[order],
         columns=columns,
         scaler=scaler,
         attrs=attrs,
+        conditions=conditions,
     )
     write_dataset(output, dataset)
     report(3, 3)

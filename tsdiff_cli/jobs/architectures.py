@@ -3,6 +3,7 @@ config. Models never see settings; defaults live in settings.py alone."""
 
 from __future__ import annotations
 
+from tsdiff_cli.models.condition import ConditionConfig
 from tsdiff_cli.models.delay import DelayEmbedding
 from tsdiff_cli.models.dualpatch import DualPatchConfig, HeadConfig
 from tsdiff_cli.models.emb_decoder import EmbDecoderConfig
@@ -28,8 +29,9 @@ def unet_width(channels: int, features: int) -> int:
     return max(channels, wide)
 
 
-def generator_config(s: Settings, seq_len: int, features: int) -> GeneratorConfig:
-    """``[tst]`` and ``[model]`` for windows of (seq_len, features)."""
+def generator_config(s: Settings, seq_len: int, features: int, conditions: dict | None = None) -> GeneratorConfig:
+    """``[tst]`` and ``[model]`` for windows of (seq_len, features); with ``conditions`` (a
+    dataset's condition spec as a dict) the U-Net is conditional on them."""
     m, t = s.model, s.tst
     side = DelayEmbedding(seq_len, m.delay, m.embedding, image_multiple(m.channel_mult)).side
     tst = TSTConfig(features=features, seq_len=seq_len, d_model=t.d_model, heads=t.heads, layers=t.layers, ff=t.ff,
@@ -37,8 +39,15 @@ def generator_config(s: Settings, seq_len: int, features: int) -> GeneratorConfi
                     mask_channel=t.mask_channel, residual=t.residual)
     unet = UNetConfig(image_size=side, in_channels=features, channels=unet_width(m.channels, features),
                       channel_mult=list(m.channel_mult), num_blocks=m.num_blocks,
-                      attn_resolutions=list(m.attn_resolutions), dropout=m.dropout, resample=m.resample)
-    return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet, m.project)
+                      attn_resolutions=list(m.attn_resolutions), dropout=m.dropout, resample=m.resample,
+                      context_dim=m.caption_dim if conditions and conditions["vocabulary"] else 0)
+    condition = None
+    if conditions:
+        vocab = len(conditions["vocabulary"]) + 2 if conditions["vocabulary"] else 0  # + padding, unknown word
+        condition = ConditionConfig(dim=4 * unet.channels, categories=[len(v) for v in conditions["categorical"].values()],
+                                    numerics=len(conditions["numeric"]), vocab=vocab, text_dim=m.caption_dim,
+                                    text_layers=m.caption_layers)
+    return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet, m.project, condition)
 
 
 def forecast_config(p: ForecastSettings, n_vars: int) -> ForecastConfig:

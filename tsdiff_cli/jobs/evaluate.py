@@ -50,13 +50,23 @@ def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quic
     seeds = evaluation_seeds(base)
     used = selection_seeds(_as_trained(run))  # disjoint from ``seeds`` by purpose (tests/test_train_cli.py)
     label = f"sampling {n} windows"
+    cond = None
+    if ds.conditions is not None:  # each generated window is asked for the conditions of one real window
+        from tsdiff_cli.jobs.generate import window_conditions
+
+        cond = window_conditions(ds, gap_free(reference))
     scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=seeds["sample"],
                                    batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
-                                   precision=rs.sample.precision, callback=lambda done, total: update(label, done, total))
+                                   precision=rs.sample.precision, callback=lambda done, total: update(label, done, total),
+                                   cond=cond, guidance=rs.sample.guidance)
     real = WindowSet(reference, ds.columns, ds.scaler, dataset, read, scaled=True)
     generated = WindowSet(scaled, ds.columns, ds.scaler, run, "samples", scaled=True)
     metric_settings = settings.model_copy(update={"eval": settings.eval.model_copy(update={"seed": seeds["metric"]})})
     report = _score(real, generated, metric_settings, quick, plots, update, str(dataset), str(run))
+    if ds.conditions is not None:
+        update("conditional metrics", 0, 1)
+        report["conditional"] = conditional_section(ds, reference, scaled, metric_settings, quick, rs.sample.guidance)
+        update("conditional metrics", 1, 1)
     report["seeds"] = {"base": base, "sample": seeds["sample"], "metric": seeds["metric"],
                        "selection": used, "note": "evaluation seeds are derived from base; selection during "
                        "training used its own (never these)"}
@@ -67,6 +77,44 @@ def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quic
         "benchmark; training and selection never read it" if ds.has_target else
         "observed windows without gaps (the dataset has no ground truth apart from its observed values)")
     return _write(report, out)
+
+
+def conditional_section(ds, reference, generated, settings: Settings, quick: bool, guidance: float) -> dict:
+    """Per-class fidelity, adherence and TSTR for the first categorical condition, adherence for
+    each numeric one. ``generated`` window i was asked for the conditions of the i-th complete
+    ``reference`` window; the judges train on the training split's complete windows and TSTR
+    tests on the test split (the validation split when there is no test split)."""
+    import numpy as np
+
+    from tsdiff_cli.data.arrays import gap_free
+    from tsdiff_cli.data.store import SPLITS
+    from tsdiff_cli.metrics.conditional import class_report, numeric_report
+
+    e = settings.eval
+    rows = gap_free(reference)
+    real, split, c = reference[rows], ds.split[rows], ds.conditions
+    spec = c["spec"]
+    train = split == SPLITS["train"]
+    held = "test" if (split == SPLITS["test"]).any() else "val"
+    test = split == SPLITS[held]
+    out: dict = {"guidance": guidance, "held_out_split": held,
+                 "note": "every generated window asks for the conditions of one real window; judges are trained on "
+                 "the real training split"}
+    if spec["categorical"]:
+        name, classes = next(iter(spec["categorical"].items()))
+        codes = c["cats"][rows, 0]
+        out["condition"] = name
+        out.update(class_report(real, codes, train, test, generated, codes, classes, seed=e.seed,
+                                disc_repeats=e.quick_repeats if quick else min(e.repeats, 3),
+                                disc_iterations=e.quick_disc_iterations if quick else e.disc_iterations,
+                                batch_size=e.batch_size))
+    numeric = {}
+    for k, (name, (mean, std, *_)) in enumerate(spec["numeric"].items()):
+        values = c["nums"][rows, k].astype(np.float64) * std + mean
+        numeric[name] = numeric_report(real, values, train, generated, values, seed=e.seed)
+    if numeric:
+        out["numeric"] = numeric
+    return out
 
 
 def evaluate_files(real_path: Path, gen_path: Path, settings: Settings, *, quick: bool = False,

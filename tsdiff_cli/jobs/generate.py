@@ -15,6 +15,7 @@ from tsdiff_cli import __version__
 from tsdiff_cli.data.store import SPLITS, WindowDataset, read_dataset
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.jobs import Update, no_update
+from tsdiff_cli.models.condition import Conditions
 from tsdiff_cli.models.generator import Generator, GeneratorConfig
 from tsdiff_cli.runs import TST_FILE, Run, read_status, run_model, run_settings
 from tsdiff_cli.settings import Settings, to_toml
@@ -22,6 +23,7 @@ from tsdiff_cli.training.device import resolve_device, use_bf16
 from tsdiff_cli.training.loop import Budget, OnStep, Trainer
 
 GENERATOR_COMMAND = "tsdiff train CONFIG"
+CAPTION = "caption"  # the column of captions in a --conditions table and in conditional samples
 
 
 def ensure_dataset(settings: Settings) -> WindowDataset:
@@ -61,13 +63,15 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     pretrain-tst run instead of training one. ``started`` (time.monotonic) is when the time
     budget began, by default when training does."""
     from tsdiff_cli.jobs.architectures import generator_config
-    from tsdiff_cli.training.generator import GeneratorTask, selection_reference
+    from tsdiff_cli.training.generator import GeneratorTask, selection_rows
 
     device = resolve_device(settings.train.device)
     ds = ensure_dataset(settings)
     _check_range(ds, settings.data.output)
-    cfg = generator_config(settings, ds.observed.shape[1], ds.observed.shape[2])
-    train_windows = ds.observed[ds.split == SPLITS["train"]]
+    spec = ds.conditions["spec"] if ds.conditions is not None else None
+    cfg = generator_config(settings, ds.observed.shape[1], ds.observed.shape[2], spec)
+    train_rows = ds.split == SPLITS["train"]
+    train_windows = ds.observed[train_rows]
     if len(train_windows) == 0:
         raise UserError(settings.data.output, "has no training windows", "lower [data] val_fraction / test_fraction")
     if resume is not None and tst_from is not None:
@@ -81,10 +85,15 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
                 "dataset": str(Path(settings.data.output).resolve()),
                 "data_settings": json.dumps(settings.data.model_dump(mode="json")), "tsdiff_version": __version__}
     # selection reads observed values only: ``target`` (the values a benchmark removed) is for evaluate
-    selection_real, selection_from = selection_reference(ds.observed, ds.split, settings.train.eval_samples,
-                                                         settings.eval.seed)
+    rows, selection_from = selection_rows(ds.observed, ds.split, settings.train.eval_samples, settings.eval.seed)
+    selection_real = np.ascontiguousarray(ds.observed[rows], dtype=np.float32)
+    conditions = selection_conditions = None
+    if spec is not None:  # the selection samples are asked for the conditions of the real windows they face
+        metadata["conditions"] = json.dumps(spec)
+        conditions, selection_conditions = window_conditions(ds, train_rows), window_conditions(ds, rows)
     task = GeneratorTask(settings, cfg, train_windows, selection_real, device, metadata, tst_only=tst_only,
-                         sample_bf16=use_bf16(settings.sample.precision, device), selection_from=selection_from)
+                         sample_bf16=use_bf16(settings.sample.precision, device), selection_from=selection_from,
+                         conditions=conditions, selection_conditions=selection_conditions)
     run = Run.open(resume) if resume is not None else Run.create(settings.train.runs_dir, command, config_name,
                                                                  to_toml(settings))
     if on_run:
@@ -112,6 +121,14 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
                     f"the observed values of as many {selection_from} windows; the best is kept")
         fit = trainer.fit()
     return TrainedGenerator(run.path, fit.reason, fit.steps, fit.best, fit.minutes)
+
+
+def window_conditions(ds: WindowDataset, rows) -> Conditions:
+    """The encoded conditions of the dataset's windows ``rows`` (a mask or indices) as tensors."""
+    c = ds.conditions
+    return Conditions(torch.as_tensor(c["cats"][rows]) if c["cats"].shape[1] else None,
+                      torch.as_tensor(c["nums"][rows]) if c["nums"].shape[1] else None,
+                      torch.as_tensor(c["tokens"][rows]) if c["spec"]["vocabulary"] else None)
 
 
 def _pretrained_tst(run: Path, cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
@@ -142,14 +159,16 @@ def load_generator(run: Path, device: torch.device) -> tuple[Generator, dict[str
 
 
 def sample_from_run(run: Path, n: int, *, steps: int, seed: int, batch_size: int, churn: float = 0.0,
-                    device: str = "auto", precision: str = "auto", callback=None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """``n`` windows from a run, all in memory: (scaled in [0, 1], original units, metadata)."""
+                    device: str = "auto", precision: str = "auto", callback=None, cond: Conditions | None = None,
+                    guidance: float = 1.0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``n`` windows from a run, all in memory: (scaled in [0, 1], original units, metadata);
+    a conditional run's under ``cond`` (null: unconditional) with guidance weight ``guidance``."""
     from tsdiff_cli.data.scaling import Scaler
     from tsdiff_cli.models.generator import sample_windows
 
     model, meta, dev = _sampler(run, n, device)
     scaled = sample_windows(model, n, steps=steps, churn=churn, seed=seed, batch_size=batch_size, device=dev,
-                            bf16=use_bf16(precision, dev), callback=callback)
+                            bf16=use_bf16(precision, dev), callback=callback, cond=cond, guidance=guidance)
     original = Scaler.from_json(meta["scaler"]).inverse(scaled.astype(np.float64))
     return scaled, original, meta
 
@@ -168,22 +187,113 @@ class Samples:
     shape: tuple[int, int, int]
 
 
-def sample(run: Path, output: Path, overrides: dict | None = None, update: Update = no_update) -> Samples:
+@dataclass
+class ConditionRequest:
+    """What ``tsdiff sample`` asks a conditional run for: ``values`` (name → value, every window),
+    a ``caption`` (every window), or a ``table`` (CSV / Parquet, one row per window, columns named
+    as the conditions, ``caption`` for captions); whatever is not given is the null condition."""
+
+    values: dict[str, str]
+    caption: str | None = None
+    table: Path | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.values or self.caption or self.table)
+
+
+def requested_conditions(meta: dict[str, str], n: int | None, request: ConditionRequest | None
+                         ) -> tuple[Conditions | None, dict[str, np.ndarray], int | None]:
+    """(the encoded conditions of ``n`` windows, their given values per name for the output file,
+    ``n`` — the table's rows when ``n`` is None). Every mistake is a one-line error: a condition
+    the run does not know, a category never seen in training (naming the valid ones), a number
+    far outside the training range, a caption for a run trained without captions."""
+    from tsdiff_cli.data.conditions import ConditionSpec, encode
+
+    request = request or ConditionRequest({})
+    if "conditions" not in meta:
+        if request:
+            raise UserError("--condition" if request.values else "--caption" if request.caption else "--conditions",
+                            "this run was trained without conditions", "drop it, or train with [data] condition_columns")
+        return None, {}, n
+    spec = ConditionSpec.from_dict(json.loads(meta["conditions"]))
+    known = [*spec.categorical, *spec.numeric]
+    given: dict[str, np.ndarray] = {}
+    captions = None
+    if request.table is not None:
+        from tsdiff_cli.data.sources import read_frame
+
+        frame = read_frame(Path(request.table))
+        if n is not None and n != len(frame):
+            raise UserError(request.table, f"has {len(frame)} rows but -n asks for {n} windows",
+                            "drop -n (one window per row) or give as many rows")
+        n = len(frame)
+        extra = [c for c in frame.columns if c not in known and c != CAPTION]
+        if extra:
+            raise UserError(request.table, f"has column '{extra[0]}', which is not a condition of this run",
+                            f"use columns among: {', '.join(known + ([CAPTION] if spec.vocabulary else []))}")
+        given = {c: frame[c].to_numpy(dtype=object) for c in frame.columns if c in known}
+        if CAPTION in frame.columns:
+            captions = frame[CAPTION].to_numpy(dtype=object)
+    if n is None:
+        raise UserError("-n", "no number of windows", "give -n or a --conditions table")
+    for name, value in request.values.items():
+        if name not in known:
+            raise UserError(f"--condition {name}={value}", f"'{name}' is not a condition of this run",
+                            f"use one of: {', '.join(known) or '(none: the run has captions only)'}")
+        given[name] = np.full(n, value, dtype=object)
+    if request.caption is not None:
+        captions = np.full(n, request.caption, dtype=object)
+    if captions is not None and not spec.vocabulary:
+        raise UserError("--caption" if request.caption is not None else request.table,
+                        "this run was trained without captions", "drop the caption, or train with [data] caption_column")
+    categorical = {k: given.get(k, np.full(n, None, dtype=object)) for k in spec.categorical}
+    numeric = {}
+    for k in spec.numeric:
+        raw = given.get(k, np.full(n, None, dtype=object))
+        try:
+            numeric[k] = np.array([np.nan if v is None or v != v or v == "" else float(v) for v in raw])
+        except (TypeError, ValueError):
+            raise UserError(f"condition '{k}'", "needs a number", f"give {k}=<number>") from None
+    where = "--conditions" if request.table is not None else "--condition"
+    enc = encode(spec, categorical, numeric, captions, where, strict=True)
+    cond = Conditions(torch.as_tensor(enc["cats"]) if spec.categorical else None,
+                      torch.as_tensor(enc["nums"]) if spec.numeric else None,
+                      torch.as_tensor(enc["tokens"]) if spec.vocabulary else None)
+    labels = {k: np.array(["" if v is None or v != v else str(v) for v in given[k]], dtype=object) for k in given}
+    if captions is not None:
+        labels[CAPTION] = np.array([str(c) for c in captions], dtype=object)
+    return cond, labels, n
+
+
+def sample(run: Path, output: Path, overrides: dict | None = None, update: Update = no_update,
+           conditions: ConditionRequest | None = None) -> Samples:
     """``tsdiff sample``: windows from ``run`` with its ``[sample]`` settings (and ``overrides``)
     written to ``output`` (.csv / .parquet / .h5 / .npy) in original units and column names,
-    one sampling batch at a time (memory does not grow with the number of windows)."""
+    one sampling batch at a time (memory does not grow with the number of windows). A
+    conditional run samples under ``conditions`` (null where not given) with ``[sample] guidance``,
+    and the output carries the given conditions per window."""
     from tsdiff_cli.data.arrays import WindowWriter
     from tsdiff_cli.data.scaling import Scaler
     from tsdiff_cli.models.generator import sample_in_batches
 
+    overrides = overrides or {}
+    asked_n = (overrides.get("sample") or {}).get("n")
+    if conditions is not None and conditions.table is not None and asked_n is None:  # one window per row
+        _, meta = run_model(run, "generator", GENERATOR_COMMAND)
+        _, _, rows = requested_conditions(meta, None, conditions)
+        overrides = {**overrides, "sample": {**overrides.get("sample", {}), "n": rows}}
     s = run_settings(run, overrides)  # -n 0 is refused by [sample] n itself (n ≥ 1), naming the option
     p = s.sample
     model, meta, dev = _sampler(run, p.n, s.train.device)
+    cond, labels, _ = requested_conditions(meta, p.n, conditions)
     scaler, columns = Scaler.from_json(meta["scaler"]), json.loads(meta["columns"])
     label = f"sampling {p.n} windows"
-    with WindowWriter(output, p.n, model.cfg.seq_len, columns, scaler, {"run": str(run), "seed": p.seed, "steps": p.steps}) as out:
+    attrs = {"run": str(run), "seed": p.seed, "steps": p.steps, **({"guidance": p.guidance} if cond is not None else {})}
+    with WindowWriter(output, p.n, model.cfg.seq_len, columns, scaler, attrs, labels=list(labels)) as out:
+        done = 0
         for batch in sample_in_batches(model, p.n, steps=p.steps, churn=p.churn, seed=p.seed, batch_size=p.batch_size,
-                                    device=dev, bf16=use_bf16(p.precision, dev),
-                                    callback=lambda done, total: update(label, done, total)):
-            out.write(scaler.inverse(batch.astype(np.float64)))
+                                       device=dev, bf16=use_bf16(p.precision, dev), cond=cond, guidance=p.guidance,
+                                       callback=lambda done, total: update(label, done, total)):
+            out.write(scaler.inverse(batch.astype(np.float64)), {k: v[done:done + len(batch)] for k, v in labels.items()})
+            done += len(batch)
     return Samples(out.path, (p.n, model.cfg.seq_len, model.cfg.features))

@@ -58,6 +58,9 @@ class Conditions:
     def index(self, idx) -> Conditions:
         return Conditions(*(None if a is None else a[idx] for a in self.parts()))
 
+    def to(self, device) -> Conditions:
+        return Conditions(*(None if a is None else a.to(device) for a in self.parts()))
+
     def null(self) -> Conditions:
         """The same batch with every condition null."""
         return Conditions(None if self.cats is None else torch.full_like(self.cats, NULL_CODE),

@@ -45,19 +45,19 @@ def sample_sigma(batch: int, generator: torch.Generator, p_mean: float = -1.2, p
 
 def masked_edm_loss(denoiser: Callable, context: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                     sigma: torch.Tensor, noise: torch.Tensor, sigma_data: float = SIGMA_DATA,
-                    noise_all: bool = False) -> torch.Tensor:
+                    noise_all: bool = False, cond: tuple = ()) -> torch.Tensor:
     """The masked EDM loss of ImagenI2R.
 
     ``context`` is the TST-completed image. By default noise σ·n is added only where ``mask`` is 1
     (observed pixels) and completed pixels stay clean as context (DESIGN's reading of the paper);
     with ``noise_all`` every pixel is noised, as at sampling time, and completed pixels are still
-    never scored. The EDM-weighted squared error λ(σ) = (σ² + σd²) / (σ σd)²  (EDM Table 1) counts
+    never scored. ``cond`` (a conditional network's conditions) passes to the denoiser. The EDM-weighted squared error λ(σ) = (σ² + σd²) / (σ σd)²  (EDM Table 1) counts
     observed pixels only, normalised by their number per image; ``target`` outside the mask never
     enters the loss.
     """
     s = sigma.reshape(-1, 1, 1, 1)
     weight = (s ** 2 + sigma_data ** 2) / (s * sigma_data) ** 2
-    denoised = denoiser(context + s * noise * (1 if noise_all else mask), sigma)
+    denoised = denoiser(context + s * noise * (1 if noise_all else mask), sigma, *cond)
     err = weight * (denoised - target) ** 2 * mask
     per_image = err.flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)
     return per_image.mean()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tsdiff_cli.models.condition import ConditionalNet, ConditionConfig, ConditionEncoder, Conditions, Guided
 from tsdiff_cli.models.delay import DelayEmbedding
 from tsdiff_cli.models.edm import Denoiser, heun_sample
 from tsdiff_cli.models.tst import TST, TSTConfig
@@ -29,17 +30,20 @@ class GeneratorConfig:
     tst: TSTConfig
     unet: UNetConfig
     project: bool  # denoiser output projected onto delay-consistent images
+    condition: ConditionConfig | None = None  # conditional generation: the condition encoder
 
     def to_json(self) -> str:
         return json.dumps({"seq_len": self.seq_len, "features": self.features, "delay": self.delay,
                            "embedding": self.embedding, "tst": self.tst.to_dict(), "unet": self.unet.to_dict(),
-                           "project": self.project})
+                           "project": self.project,
+                           **({"condition": self.condition.to_dict()} if self.condition else {})})
 
     @classmethod
     def from_json(cls, text: str) -> GeneratorConfig:
         d = json.loads(text)
+        cond = ConditionConfig(**d["condition"]) if d.get("condition") else None
         return cls(d["seq_len"], d["features"], d["delay"], d["embedding"], TSTConfig(**d["tst"]), UNetConfig(**d["unet"]),
-                   d.get("project", False))
+                   d.get("project", False), cond)
 
 
 def image_multiple(channel_mult: list[int]) -> int:
@@ -55,7 +59,9 @@ class Generator(nn.Module):
         self.cfg = cfg
         self.tst = TST(cfg.tst)
         self.embed = DelayEmbedding(cfg.seq_len, cfg.delay, cfg.embedding, image_multiple(cfg.unet.channel_mult))
-        self.denoiser = Denoiser(UNet(cfg.unet), output_map=self.embed.project if cfg.project else None)
+        unet = UNet(cfg.unet)
+        net = unet if cfg.condition is None else ConditionalNet(unet, ConditionEncoder(cfg.condition))
+        self.denoiser = Denoiser(net, output_map=self.embed.project if cfg.project else None)
 
     def to_image(self, windows01: torch.Tensor) -> torch.Tensor:
         """Windows in [0, 1] → images in [−1, 1] (the EDM data range, σ_data = 0.5)."""
@@ -67,9 +73,14 @@ class Generator(nn.Module):
 
 def sample_in_batches(model: Generator, n: int, *, steps: int = 18, churn: float = 0.0, seed: int = 0,
                    batch_size: int = 512, device: str | torch.device = "cpu", bf16: bool = False,
-                   callback: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+                   callback: Callable[[int, int], None] | None = None, cond: Conditions | None = None,
+                   guidance: float = 1.0) -> Iterator[np.ndarray]:
     """``n`` regular windows in [0, 1] from the model's denoiser (Heun, EDM Alg. 2), yielded
     ``batch_size`` at a time as (b, T, F) arrays, so that any ``n`` fits in memory.
+
+    A conditional model samples window i under ``cond`` row i (all null when ``cond`` is None:
+    the unconditional distribution), guided with weight ``guidance`` (classifier-free guidance,
+    :class:`~tsdiff_cli.models.condition.Guided`).
 
     ``bf16`` runs the U-Net under bfloat16 autocast; the sampler's state, the preconditioning and
     the projection stay in float32/float64, and the network's output is scaled by c_out ≤ σ, so
@@ -78,15 +89,28 @@ def sample_in_batches(model: Generator, n: int, *, steps: int = 18, churn: float
     side, features = model.embed.side, model.cfg.features
     model.eval()
     batches = -(-n // batch_size)
+    if model.cfg.condition is not None and cond is None:
+        cond = null_conditions(model.cfg.condition, n)
     for b in range(batches):
         size = min(batch_size, n - b * batch_size)
         with torch.inference_mode():
             noise = torch.randn(size, features, side, side, generator=gen).to(device)
+            denoiser = model.denoiser
+            if model.cfg.condition is not None:
+                part = cond.index(slice(b * batch_size, b * batch_size + size)).to(device)
+                denoiser = Guided(model.denoiser, part, guidance)
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-                images = heun_sample(model.denoiser, noise, steps, churn=churn, generator=gen,
+                images = heun_sample(denoiser, noise, steps, churn=churn, generator=gen,
                                      callback=None if callback is None else (lambda i, s, b=b: callback(b * s + i, batches * s)))
             out = model.to_windows(images).cpu().numpy()
         yield out
+
+
+def null_conditions(c: ConditionConfig, n: int, tokens: int = 1) -> Conditions:
+    """``n`` rows of null conditions for a condition encoder of config ``c``."""
+    return Conditions(torch.full((n, len(c.categories)), -1, dtype=torch.long) if c.categories else None,
+                      torch.full((n, c.numerics), float("nan")) if c.numerics else None,
+                      torch.zeros((n, tokens), dtype=torch.long) if c.vocab else None)
 
 
 def sample_windows(model: Generator, n: int, **kwargs) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from tsdiff_cli.data.store import SPLITS
+from tsdiff_cli.models.condition import Conditions, drop_conditions
 from tsdiff_cli.models.edm import masked_edm_loss, sample_sigma
 from tsdiff_cli.models.generator import Generator, GeneratorConfig, sample_windows
 from tsdiff_cli.models.layers import masked_mse
@@ -54,7 +55,12 @@ def evaluation_seeds(seed: int) -> dict[str, int]:
 
 
 def selection_reference(observed: np.ndarray, split: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, str]:
-    """The real side of every selection score, and which windows they are: up to ``n`` observed
+    rows, which = selection_rows(observed, split, n, seed)
+    return np.ascontiguousarray(observed[rows], dtype=np.float32), which
+
+
+def selection_rows(observed: np.ndarray, split: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, str]:
+    """The rows of the real side of every selection score, and which windows they are: up to ``n`` observed
     windows (gaps kept) of the validation split when it has ``n`` of them (or at least ``VAL_MIN``)
     with an observed value, else of the training split (a handful of validation windows would make
     a noisy score); the same ones each time (drawn once with ``seed``),
@@ -68,9 +74,9 @@ def selection_reference(observed: np.ndarray, split: np.ndarray, n: int, seed: i
     val = seen & (split == SPLITS["val"])
     enough = val.sum() >= max(QUICK_MIN, min(n, VAL_MIN))
     which, rows = ("validation", val) if enough else ("training", seen & (split == SPLITS["train"]))
-    ref = observed[rows]
-    pick = np.sort(np.random.default_rng(seed).permutation(len(ref))[:n])
-    return np.ascontiguousarray(ref[pick], dtype=np.float32), which
+    rows = np.flatnonzero(rows)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(rows))[:n])
+    return rows[pick], which
 
 
 class GeneratorTask(Task):
@@ -81,7 +87,8 @@ class GeneratorTask(Task):
 
     def __init__(self, s: Settings, cfg: GeneratorConfig, observed: np.ndarray, selection_real: np.ndarray,
                  device: torch.device, metadata: dict[str, str], *, tst_only: bool = False, sample_bf16: bool = False,
-                 selection_from: str = "training"):
+                 selection_from: str = "training", conditions: Conditions | None = None,
+                 selection_conditions: Conditions | None = None):
         self.s, self.cfg, self.device, self.metadata = s, cfg, device, metadata
         self.tst_only, self.sample_bf16 = tst_only, sample_bf16
         torch.manual_seed(s.train.seed)
@@ -90,6 +97,9 @@ class GeneratorTask(Task):
         self.observed = torch.as_tensor(observed, dtype=torch.float32, device=device)
         self.selection_real = selection_real
         self.seeds = selection_seeds(s)
+        # conditional runs: the training windows' conditions, and those the selection samples are asked for
+        self.conditions = None if conditions is None else conditions.to(device)
+        self.selection_conditions = selection_conditions
         wd = s.train.weight_decay
         self.optimizer = torch.optim.AdamW([{"params": self.model.tst.parameters(), "lr": s.tst.lr},
                                             {"params": self.model.denoiser.parameters(), "lr": s.train.lr}],
@@ -143,8 +153,13 @@ class GeneratorTask(Task):
         mask = self.model.embed.to_image((~torch.isnan(obs)).float())
         sigma = sample_sigma(len(idx), self.noise, self.s.train.p_mean, self.s.train.p_std, device=self.device)
         noise = torch.randn(image.shape, generator=self.noise).to(self.device)
+        cond = ()
+        if self.conditions is not None:  # classifier-free guidance training: some conditions made null
+            t = self.s.train
+            cond = (drop_conditions(self.conditions.index(idx.to(self.device)), t.cfg_dropout, self.noise,
+                                    joint=t.cfg_drop == "joint"),)
         loss = masked_edm_loss(self.model.denoiser, image, image, mask, sigma, noise,
-                               noise_all=self.s.train.noise_pixels == "all")
+                               noise_all=self.s.train.noise_pixels == "all", cond=cond)
         return tst_loss + loss, {"tst_loss": tst_loss, "diffusion_loss": loss}
 
     # --- validation and the inference file ---------------------------------------------------------
@@ -161,7 +176,8 @@ class GeneratorTask(Task):
         real, e = self.selection_real, self.s.eval
         gen = sample_windows(self.load_ema(), len(real), steps=self.s.sample.steps, churn=self.s.sample.churn,
                              seed=self.seeds["sample"], batch_size=self.s.sample.batch_size, device=self.device,
-                             bf16=self.sample_bf16, callback=lambda done, total: check())
+                             bf16=self.sample_bf16, callback=lambda done, total: check(),
+                             cond=self.selection_conditions, guidance=self.s.sample.guidance)
         scores = gappy_discriminative_score(real, gen, seed=self.seeds["metric"], repeats=e.quick_repeats,
                                             iterations=e.quick_disc_iterations, batch_size=e.batch_size,
                                             device=str(self.device), callback=lambda done, total: check())
