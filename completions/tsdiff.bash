@@ -32,16 +32,21 @@ _tsdiff() {
             "|impute") path="impute" ;;
             "|forecast") path="forecast" ;;
             "|monitor") path="monitor" ;;
+            "|classify") path="classify" ;;
+            "classify|train") path="classify train" ;;
+            "classify|pretrain") path="classify pretrain" ;;
+            "classify|predict") path="classify predict" ;;
+            "classify|evaluate") path="classify evaluate" ;;
             "|config") path="config" ;;
             "config|show") path="config show" ;;
-            "evaluate|--config"|"evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|--repeats"|"evaluate|--seed"|"evaluate|-c"|"evaluate|-o"|"forecast|--all-samples"|"forecast|--device"|"forecast|--input"|"forecast|--max-minutes"|"forecast|--output"|"forecast|--resume"|"forecast|--run"|"forecast|--samples"|"forecast|--seed"|"forecast|--steps"|"forecast|-i"|"forecast|-o"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--emb-dir"|"impute|--flag"|"impute|--holdout"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|--pred-len"|"impute|--resume"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"impute|-i"|"impute|-o"|"monitor|--interval"|"monitor|--screenshot"|"preprocess|--missing-rate"|"preprocess|--output"|"preprocess|--seed"|"preprocess|--seq-len"|"preprocess|-o"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--output"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"sample|-o"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--resume"|"train|--seed"|"train|--tst"|"|--threads") skip=1 ;;
+            "classify evaluate|--input"|"classify evaluate|-i"|"classify predict|--input"|"classify predict|--output"|"classify predict|-i"|"classify predict|-o"|"classify pretrain|--device"|"classify pretrain|--epochs"|"classify pretrain|--max-minutes"|"classify pretrain|--resume"|"classify pretrain|--seed"|"classify train|--device"|"classify train|--epochs"|"classify train|--init"|"classify train|--label-fraction"|"classify train|--max-minutes"|"classify train|--resume"|"classify train|--seed"|"evaluate|--config"|"evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|--repeats"|"evaluate|--seed"|"evaluate|-c"|"evaluate|-o"|"forecast|--all-samples"|"forecast|--device"|"forecast|--input"|"forecast|--max-minutes"|"forecast|--output"|"forecast|--resume"|"forecast|--run"|"forecast|--samples"|"forecast|--seed"|"forecast|--steps"|"forecast|-i"|"forecast|-o"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--emb-dir"|"impute|--flag"|"impute|--holdout"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|--pred-len"|"impute|--resume"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"impute|-i"|"impute|-o"|"monitor|--interval"|"monitor|--screenshot"|"preprocess|--missing-rate"|"preprocess|--output"|"preprocess|--seed"|"preprocess|--seq-len"|"preprocess|-o"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--output"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"sample|-o"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--resume"|"train|--seed"|"train|--tst"|"|--threads") skip=1 ;;
         esac
     done
     case "$path|$prev" in  # the value of an option
         "evaluate|--config"|"evaluate|-c") _tsdiff_files toml; return ;;
-        "forecast|--resume"|"forecast|--run"|"impute|--resume"|"train|--resume"|"train|--tst") _tsdiff_dirs; return ;;
-        "evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|-o"|"forecast|--all-samples"|"forecast|--input"|"forecast|--output"|"forecast|-i"|"forecast|-o"|"impute|--emb-dir"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|-i"|"impute|-o"|"monitor|--screenshot"|"preprocess|--output"|"preprocess|-o"|"sample|--output"|"sample|-o") _tsdiff_files; return ;;
-        "evaluate|--repeats"|"evaluate|--seed"|"forecast|--device"|"forecast|--max-minutes"|"forecast|--samples"|"forecast|--seed"|"forecast|--steps"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--flag"|"impute|--holdout"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"monitor|--interval"|"preprocess|--missing-rate"|"preprocess|--seed"|"preprocess|--seq-len"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--seed"|"|--threads") :; return ;;
+        "classify pretrain|--resume"|"classify train|--resume"|"forecast|--resume"|"forecast|--run"|"impute|--resume"|"train|--resume"|"train|--tst") _tsdiff_dirs; return ;;
+        "classify evaluate|--input"|"classify evaluate|-i"|"classify predict|--input"|"classify predict|--output"|"classify predict|-i"|"classify predict|-o"|"classify train|--init"|"evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|-o"|"forecast|--all-samples"|"forecast|--input"|"forecast|--output"|"forecast|-i"|"forecast|-o"|"impute|--emb-dir"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|-i"|"impute|-o"|"monitor|--screenshot"|"preprocess|--output"|"preprocess|-o"|"sample|--output"|"sample|-o") _tsdiff_files; return ;;
+        "classify pretrain|--device"|"classify pretrain|--epochs"|"classify pretrain|--max-minutes"|"classify pretrain|--seed"|"classify train|--device"|"classify train|--epochs"|"classify train|--label-fraction"|"classify train|--max-minutes"|"classify train|--seed"|"evaluate|--repeats"|"evaluate|--seed"|"forecast|--device"|"forecast|--max-minutes"|"forecast|--samples"|"forecast|--seed"|"forecast|--steps"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--flag"|"impute|--holdout"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"monitor|--interval"|"preprocess|--missing-rate"|"preprocess|--seed"|"preprocess|--seq-len"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--device"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--seed"|"|--threads") :; return ;;
     esac
     if [[ "$cur" == -* ]]; then
         case "$path" in
@@ -54,13 +59,18 @@ _tsdiff() {
             "impute") COMPREPLY=($(compgen -W "-i --input -o --output --emb-dir --model --samples --start-sigma --holdout --pred-len --flag --seq-len --borders --decoder --steps --seed --device --resume -q --quiet -h --help" -- "$cur")) ;;
             "forecast") COMPREPLY=($(compgen -W "--run -i --input -o --output --samples --steps --seed --all-samples --max-minutes --resume --device -q --quiet -h --help" -- "$cur")) ;;
             "monitor") COMPREPLY=($(compgen -W "--once --interval --linear --screenshot -h --help" -- "$cur")) ;;
+            "classify") COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
+            "classify train") COMPREPLY=($(compgen -W "--init --label-fraction --epochs --max-minutes --seed --device --resume -q --quiet -h --help" -- "$cur")) ;;
+            "classify pretrain") COMPREPLY=($(compgen -W "--epochs --max-minutes --seed --device --resume -q --quiet -h --help" -- "$cur")) ;;
+            "classify predict") COMPREPLY=($(compgen -W "-i --input -o --output -q --quiet -h --help" -- "$cur")) ;;
+            "classify evaluate") COMPREPLY=($(compgen -W "-i --input --no-plot --plot -q --quiet -h --help" -- "$cur")) ;;
             "config") COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
             "config show") COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
         esac
         return
     fi
     case "$path" in
-        "") COMPREPLY=($(compgen -W "preprocess pretrain-tst train sample evaluate impute forecast monitor config" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "preprocess pretrain-tst train sample evaluate impute forecast monitor classify config" -- "$cur")) ;;
         "preprocess") _tsdiff_files toml ;;
         "pretrain-tst") _tsdiff_files toml ;;
         "train") _tsdiff_files toml ;;
@@ -69,6 +79,11 @@ _tsdiff() {
         "impute") _tsdiff_files toml ;;
         "forecast") _tsdiff_files toml ;;
         "monitor") _tsdiff_dirs ;;
+        "classify") COMPREPLY=($(compgen -W "train pretrain predict evaluate" -- "$cur")) ;;
+        "classify train") _tsdiff_files toml ;;
+        "classify pretrain") _tsdiff_files toml ;;
+        "classify predict") _tsdiff_dirs ;;
+        "classify evaluate") _tsdiff_dirs ;;
         "config") COMPREPLY=($(compgen -W "show" -- "$cur")) ;;
         "config show") _tsdiff_files toml ;;
     esac

@@ -12,7 +12,7 @@ _tsdiff() {
     '1:command:->command' \
     '*::argument:->argument'
   case $state in
-    command) local -a commands=('preprocess:Make the windowed dataset file that [data] describes' 'pretrain-tst:Phase 1 only: fit the completion TST on observed values; `tsdiff train --tst RUN` reuses it' 'train:Train the generator: TST completion (phase 1), then diffusion with the masked loss' 'sample:Sample windows with the run'\''s EMA weights and write them in original units and columns' 'evaluate:Score generated windows against real ones with the papers'\'' metrics, or an imputation' 'impute:Fill the gaps of a series, from TimeKD embeddings or from a trained generator' 'forecast:Probabilistic forecasts: an iTransformer encoder with a few-step flow-matching head' 'monitor:Watch a run live: state, progress, loss and score charts, best scores, settings' 'config:Inspect settings')
+    command) local -a commands=('preprocess:Make the windowed dataset file that [data] describes' 'pretrain-tst:Phase 1 only: fit the completion TST on observed values; `tsdiff train --tst RUN` reuses it' 'train:Train the generator: TST completion (phase 1), then diffusion with the masked loss' 'sample:Sample windows with the run'\''s EMA weights and write them in original units and columns' 'evaluate:Score generated windows against real ones with the papers'\'' metrics, or an imputation' 'impute:Fill the gaps of a series, from TimeKD embeddings or from a trained generator' 'forecast:Probabilistic forecasts: an iTransformer encoder with a few-step flow-matching head' 'monitor:Watch a run live: state, progress, loss and score charts, best scores, settings' 'classify:Classify and regress labelled series with gaps: a dual-patch transformer with missing-mask channels, optional masked-patch pretraining and SWA' 'config:Inspect settings')
       _describe -t commands 'tsdiff command' commands ;;
     argument)
       case $line[1] in
@@ -24,6 +24,7 @@ _tsdiff() {
         impute) _tsdiff_impute ;;
         forecast) _tsdiff_forecast ;;
         monitor) _tsdiff_monitor ;;
+        classify) _tsdiff_classify ;;
         config) _tsdiff_config ;;
       esac ;;
   esac
@@ -138,6 +139,70 @@ _tsdiff_monitor() {
     '--interval[Seconds between looks at the run'\''s files (0.1 to 60)]:value: ' \
     '--linear[Start with linear chart axes (default: log; press l to switch)]' \
     '--screenshot[Write an SVG picture of the dashboard to this file and exit (no terminal needed)]:file:_files' \
+    '(-h --help)'{-h,--help}'[Show this message and exit]' \
+    '*:RUN:_files -/'
+}
+
+_tsdiff_classify() {
+  local curcontext="$curcontext" state line
+  typeset -A opt_args
+  _arguments -C \
+    '(-h --help)'{-h,--help}'[Show this message and exit]' \
+    '1:command:->command' \
+    '*::argument:->argument'
+  case $state in
+    command) local -a commands=('train:Train on [classify] train, keep the best validation epoch (or the SWA average), and print the validation scores (and the test scores when [classify] test is set; report.json in the run)' 'pretrain:Self-supervised: hide temporal patches and values of every [classify] train series (labels unused) and learn to reconstruct them; `classify train --init RUN` fine-tunes the encoder' 'predict:Predict every label of the model for every series of --input' 'evaluate:Accuracy, balanced accuracy and macro-F1 (classes), RMSE / MAE / R² (numbers) of the run'\''s model on --input; added to the run'\''s report.json under "evaluations"')
+      _describe -t commands 'tsdiff classify command' commands ;;
+    argument)
+      case $line[1] in
+        train) _tsdiff_classify_train ;;
+        pretrain) _tsdiff_classify_pretrain ;;
+        predict) _tsdiff_classify_predict ;;
+        evaluate) _tsdiff_classify_evaluate ;;
+      esac ;;
+  esac
+}
+
+_tsdiff_classify_train() {
+  _arguments \
+    '--init[Fine-tune the encoder of this `tsdiff classify pretrain` run (fresh heads; first the heads alone for \[classify\] head_epochs)]:file:_files' \
+    '--label-fraction[Keep this stratified, seeded share of the training labels (0 < f ≤ 1)]:value: ' \
+    '--epochs[Epochs of the base schedule (overrides \[classify\] epochs)]:value: ' \
+    '--max-minutes[Stop cleanly after this many minutes]:value: ' \
+    '--seed[Seed of splits, initialisation and batches]:value: ' \
+    '--device["auto", "cpu" or "cuda"]:value: ' \
+    '--resume[Continue this classify run from its last checkpoint, with its own config.toml]:directory:_files -/' \
+    '(-q --quiet)'{-q,--quiet}'[No progress and no scores]' \
+    '(-h --help)'{-h,--help}'[Show this message and exit]' \
+    '*:CONFIG:_files -g "*.toml"'
+}
+
+_tsdiff_classify_pretrain() {
+  _arguments \
+    '--epochs[Pretraining epochs (overrides \[classify\] pretrain_epochs)]:value: ' \
+    '--max-minutes[Stop cleanly after this many minutes]:value: ' \
+    '--seed[Seed of initialisation, batches and masks]:value: ' \
+    '--device["auto", "cpu" or "cuda"]:value: ' \
+    '--resume[Continue this pretrain run from its last checkpoint]:directory:_files -/' \
+    '(-q --quiet)'{-q,--quiet}'[No progress output]' \
+    '(-h --help)'{-h,--help}'[Show this message and exit]' \
+    '*:CONFIG:_files -g "*.toml"'
+}
+
+_tsdiff_classify_predict() {
+  _arguments \
+    '(-i --input)'{-i,--input}'[Series to classify: .ts or a long table with the training data'\''s columns (labels not needed)]:file:_files' \
+    '(-o --output)'{-o,--output}'[Predictions (.csv / .parquet): per series its id, each class label'\''s prediction and probabilities, each numeric label'\''s value; per (series, step) with per-step labels]:file:_files' \
+    '(-q --quiet)'{-q,--quiet}'[Print nothing]' \
+    '(-h --help)'{-h,--help}'[Show this message and exit]' \
+    '*:RUN:_files -/'
+}
+
+_tsdiff_classify_evaluate() {
+  _arguments \
+    '(-i --input)'{-i,--input}'[Labelled series (.ts or long table) to score the model on]:file:_files' \
+    '(--no-plot --plot)'{--no-plot,--plot}'[Write confusion_<label>.png into the run]' \
+    '(-q --quiet)'{-q,--quiet}'[Print nothing]' \
     '(-h --help)'{-h,--help}'[Show this message and exit]' \
     '*:RUN:_files -/'
 }

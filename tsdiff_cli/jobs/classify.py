@@ -242,11 +242,7 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
                         class_weights=_class_weights(train) if p.class_weights else {},
                         sample_weights=torch.tensor(balanced[0], dtype=torch.float64) if balanced else None,
                         head_epochs=p.head_epochs if p.init is not None else 0)
-    run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, "classify", config_name, to_toml(s))
-    if on_run is not None:
-        on_run(run)
-    trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
-                      device=device, on_step=on_step)
+    run, trainer = _trainer(s, "classify", config_name, task, device, resume, on_run, on_step, started)
     with run.lifecycle("classify train", resume_hint=f"tsdiff classify train --resume {run.path}"):
         if resume is not None:
             trainer.restore()
@@ -289,6 +285,18 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
     return ClassifierRun(run.path, report, fit.minutes, fit.reason)
 
 
+def _trainer(s: Settings, command: str, config_name: str, task, device: torch.device, resume: Path | None,
+             on_run: Callable[[Run], None] | None, on_step: OnStep | None, started: float | None) -> tuple[Run, Trainer]:
+    """The run (new, or ``resume``) and the shared loop's trainer for ``task``."""
+    p = s.classify
+    run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, command, config_name, to_toml(s))
+    if on_run is not None:
+        on_run(run)
+    trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
+                      device=device, on_step=on_step)
+    return run, trainer
+
+
 def _load_encoder(model: DualPatchTransformer, init: Path) -> None:
     tensors, meta = run_model(init, ENCODER_KIND, PRETRAIN_COMMAND)
     theirs = DualPatchConfig.from_json(meta["config"])
@@ -324,11 +332,7 @@ def pretrain_classifier(s: Settings, config_name: str, *, on_step: OnStep | None
     model = DualPatchTransformer(cfg).to(device)
     full.specs = []
     task = PretrainTask(model, data, p, device, _metadata(ENCODER_KIND, cfg, full, mean, std, {}))
-    run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, "pretrain", config_name, to_toml(s))
-    if on_run is not None:
-        on_run(run)
-    trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
-                      device=device, on_step=on_step)
+    run, trainer = _trainer(s, "pretrain", config_name, task, device, resume, on_run, on_step, started)
     with run.lifecycle("classify pretrain", resume_hint=f"tsdiff classify pretrain --resume {run.path}"):
         if resume is not None:
             trainer.restore()
