@@ -71,6 +71,10 @@ _tsdiff_sample() {
     '--seed[Seed of the noise: the same seed gives the same windows]:value: ' \
     '--device["auto", "cpu" or "cuda"]:value: ' \
     '--precision[Network arithmetic: "auto" (bf16 where the hardware has it), "bf16" or "fp32" (overrides \[sample\] precision)]:value: ' \
+    '--condition[Conditional runs: NAME=VALUE for every window (repeat for several conditions); conditions not given are left free]:value: ' \
+    '--caption[Conditional runs trained with captions: the caption of every window]:value: ' \
+    '--conditions[Conditional runs: a CSV / Parquet with one row per window and a column per condition (and '\''caption'\''); -n defaults to its rows]:file:_files' \
+    '--guidance[Classifier-free guidance weight w (overrides \[sample\] guidance): 1 plain conditional, 0 unconditional, > 1 stronger adherence]:value: ' \
     '(-q --quiet)'{-q,--quiet}'[No progress output]' \
     '(-h --help)'{-h,--help}'[Show this message and exit]' \
     '*:RUN:_files -/'

@@ -87,13 +87,16 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     # selection reads observed values only: ``target`` (the values a benchmark removed) is for evaluate
     rows, selection_from = selection_rows(ds.observed, ds.split, settings.train.eval_samples, settings.eval.seed)
     selection_real = np.ascontiguousarray(ds.observed[rows], dtype=np.float32)
-    conditions = selection_conditions = None
+    conditions = selection_conditions = selection_classes = None
     if spec is not None:  # the selection samples are asked for the conditions of the real windows they face
         metadata["conditions"] = json.dumps(spec)
         conditions, selection_conditions = window_conditions(ds, train_rows), window_conditions(ds, rows)
+        if spec["categorical"]:
+            selection_classes = (ds.conditions["cats"][rows, 0], next(iter(spec["categorical"].values())))
     task = GeneratorTask(settings, cfg, train_windows, selection_real, device, metadata, tst_only=tst_only,
                          sample_bf16=use_bf16(settings.sample.precision, device), selection_from=selection_from,
-                         conditions=conditions, selection_conditions=selection_conditions)
+                         conditions=conditions, selection_conditions=selection_conditions,
+                         selection_classes=selection_classes)
     run = Run.open(resume) if resume is not None else Run.create(settings.train.runs_dir, command, config_name,
                                                                  to_toml(settings))
     if on_run:

@@ -88,7 +88,7 @@ class GeneratorTask(Task):
     def __init__(self, s: Settings, cfg: GeneratorConfig, observed: np.ndarray, selection_real: np.ndarray,
                  device: torch.device, metadata: dict[str, str], *, tst_only: bool = False, sample_bf16: bool = False,
                  selection_from: str = "training", conditions: Conditions | None = None,
-                 selection_conditions: Conditions | None = None):
+                 selection_conditions: Conditions | None = None, selection_classes: tuple | None = None):
         self.s, self.cfg, self.device, self.metadata = s, cfg, device, metadata
         self.tst_only, self.sample_bf16 = tst_only, sample_bf16
         torch.manual_seed(s.train.seed)
@@ -100,6 +100,7 @@ class GeneratorTask(Task):
         # conditional runs: the training windows' conditions, and those the selection samples are asked for
         self.conditions = None if conditions is None else conditions.to(device)
         self.selection_conditions = selection_conditions
+        self.selection_classes = selection_classes  # (codes of the selection windows, class names): per-class scores
         wd = s.train.weight_decay
         self.optimizer = torch.optim.AdamW([{"params": self.model.tst.parameters(), "lr": s.tst.lr},
                                             {"params": self.model.denoiser.parameters(), "lr": s.train.lr}],
@@ -181,7 +182,17 @@ class GeneratorTask(Task):
         scores = gappy_discriminative_score(real, gen, seed=self.seeds["metric"], repeats=e.quick_repeats,
                                             iterations=e.quick_disc_iterations, batch_size=e.batch_size,
                                             device=str(self.device), callback=lambda done, total: check())
-        return {"profile": "selection", "windows": len(real), "discriminative": float(np.mean(scores))}
+        out = {"profile": "selection", "windows": len(real), "discriminative": float(np.mean(scores))}
+        if self.selection_classes is not None:  # watched in `tsdiff monitor`; selection keeps the overall score
+            codes, names = self.selection_classes
+            for c, name in enumerate(names):
+                rows = codes == c
+                if rows.sum() >= QUICK_MIN:
+                    out[f"disc_{name}"] = float(np.mean(gappy_discriminative_score(
+                        real[rows], gen[rows], seed=self.seeds["metric"] + c, repeats=1,
+                        iterations=e.quick_disc_iterations, batch_size=e.batch_size, device=str(self.device),
+                        callback=lambda done, total: check())))
+        return out
 
     def export(self, pos: Position) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         if self.tst_only:
