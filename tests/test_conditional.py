@@ -316,3 +316,18 @@ def test_the_condition_changes_the_samples():
     b = sample_windows(model, 4, steps=3, seed=1, cond=Conditions(cats=torch.ones(4, 1, dtype=torch.long)))
     again = sample_windows(model, 4, steps=3, seed=1, cond=Conditions(cats=torch.zeros(4, 1, dtype=torch.long)))
     assert np.array_equal(a, again) and not np.allclose(a, b, atol=1e-4)
+
+
+def test_a_condition_that_changes_within_a_series_or_is_missing_is_refused(cli, workdir):
+    import pandas as pd
+
+    _long_table(workdir / "long.csv", series=4)
+    frame = pd.read_csv(workdir / "long.csv")
+    frame.loc[3, "shape"] = "wave"  # series s0 is a ramp but for one step
+    frame.to_csv(workdir / "mixed.csv", index=False)
+    cfg = _write(workdir, "mixed.csv", 'id_column = "id"\ncolumns = ["a", "b"]\ncondition_columns = ["shape"]')
+    bad = cli("preprocess", cfg)
+    assert bad.exit_code == 2 and "condition 'shape' changes within series id = 's0'" in bad.output
+    cfg = _write(workdir, "long.csv", 'id_column = "id"\ncolumns = ["a", "b"]\ncondition_columns = ["colour"]')
+    bad = cli("preprocess", cfg)
+    assert bad.exit_code == 2 and "has no column 'colour'" in bad.output and "[data]" in bad.output

@@ -115,7 +115,8 @@ def _labelled(cfg: DataSettings, rng: np.random.Generator) -> ConditionedWindows
             raise UserError(cfg.source, "is a table of many series but [data] id_column is unset",
                             "name the series id column with [data] id_column")
         wanted = _wanted(cfg)
-        data = read_long(path, cfg.id_column, cfg.time_column, cfg.columns, [], {n: "class" for n in wanted}, [])
+        data = read_long(path, cfg.id_column, cfg.time_column, cfg.columns, [], {n: "class" for n in wanted}, [],
+                         section="[data]")
         raw = {n: np.array([data.spec(n).classes[c] if c >= 0 else None for c in data.labels[n]], dtype=object)
                for n in wanted}
     x, lengths = data.x, data.lengths  # (S, C, T), NaN padding

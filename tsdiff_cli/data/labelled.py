@@ -162,11 +162,12 @@ def _true(text: str) -> bool:
 
 def read_long(path: Path, id_column: str, time_column: str | None, value_columns: list[str] | None,
               categorical_columns: list[str], label_kinds: dict[str, LabelKind], step_labels: list[str],
-              labels_optional: bool = False) -> LabelledSet:
+              labels_optional: bool = False, section: str = "[classify]") -> LabelledSet:
     """One row per (series id, time step): value columns, categorical columns and label columns.
     Rows are ordered by ``time_column`` within a series (file order without one) and are its
     consecutive steps: a step where nothing was measured is a row with empty values. With
-    ``labels_optional`` (files to predict) absent label columns are skipped."""
+    ``labels_optional`` (files to predict) absent label columns are skipped. ``section`` is the
+    settings section that names the columns (for the fix a message suggests)."""
     from tsdiff_cli.data.sources import read_frame
 
     path = Path(path)
@@ -179,14 +180,14 @@ def read_long(path: Path, id_column: str, time_column: str | None, value_columns
     for name in wanted + list(value_columns or []):
         if name not in columns:
             raise UserError(path, f"has no column '{name}' (columns: {', '.join(map(str, columns))})",
-                            "fix the column names in [classify]")
+                            f"fix the column names in {section}")
     for name in step_labels:
         if name not in label_kinds:
             raise UserError(path, f"step label '{name}' is not one of [classify] labels", "add it to labels")
     if value_columns is None:
         value_columns = [c for c in columns if c not in wanted]
     if not value_columns:
-        raise UserError(path, "has no value columns", "name them with [classify] value_columns")
+        raise UserError(path, "has no value columns", f"name them in {section}")
     order = [id_column] + ([time_column] if time_column else [])
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
     ids, inverse = np.unique(frame[id_column].astype(str).to_numpy(), return_inverse=True)
@@ -200,7 +201,7 @@ def read_long(path: Path, id_column: str, time_column: str | None, value_columns
         out[inverse, step] = values
         return out
 
-    x = np.stack([grid(_numbers(path, frame, name), np.nan, np.float32) for name in value_columns], axis=1)
+    x = np.stack([grid(_numbers(path, frame, name, section), np.nan, np.float32) for name in value_columns], axis=1)
     vocab, cats = {}, []
     for name in categorical_columns:
         raw = frame[name]
@@ -223,12 +224,12 @@ def read_long(path: Path, id_column: str, time_column: str | None, value_columns
             codes = np.array([lookup[v] if ok else -1 for v, ok in zip(values, present)], dtype=np.int64)
             per_row, fill, spec = codes, -1, LabelSpec(name, "class", per_step, classes)
         else:
-            per_row, fill, spec = _numbers(path, frame, name), np.nan, LabelSpec(name, "numeric", per_step)
+            per_row, fill, spec = _numbers(path, frame, name, section), np.nan, LabelSpec(name, "numeric", per_step)
         stepwise = grid(per_row, fill, per_row.dtype)
         if per_step:
             labels[name] = stepwise
         else:
-            labels[name] = _per_series(path, name, id_column, ids, stepwise, fill)
+            labels[name] = _per_series(path, name, id_column, ids, stepwise, fill, section)
         specs.append(spec)
     return LabelledSet(x, cat, lengths, [str(i) for i in ids], list(value_columns), list(categorical_columns), vocab,
                        labels, specs, str(path))
@@ -254,7 +255,7 @@ def _natural(text: str):
         return (1, 0.0, text)
 
 
-def _numbers(path: Path, frame, name: str) -> np.ndarray:
+def _numbers(path: Path, frame, name: str, section: str = "[classify]") -> np.ndarray:
     import pandas as pd
 
     values = pd.to_numeric(frame[name], errors="coerce")
@@ -262,11 +263,13 @@ def _numbers(path: Path, frame, name: str) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise UserError(path, f"column '{name}' is not numeric (e.g. {frame[name].iloc[row]!r})",
-                        "declare it categorical or as a class label in [classify]")
+                        f"declare it categorical or as a class label in {section}" if section == "[classify]"
+                        else f"keep only numeric value columns in {section} columns")
     return values.to_numpy(dtype=np.float64)
 
 
-def _per_series(path: Path, name: str, id_column: str, ids: np.ndarray, stepwise: np.ndarray, fill) -> np.ndarray:
+def _per_series(path: Path, name: str, id_column: str, ids: np.ndarray, stepwise: np.ndarray, fill,
+                section: str = "[classify]") -> np.ndarray:
     """A per-series label from its per-row values: the one value each series holds (or none)."""
     present = ~np.isnan(stepwise) if stepwise.dtype.kind == "f" else stepwise != fill
     big = np.iinfo(np.int64).max if stepwise.dtype.kind != "f" else np.inf
@@ -274,9 +277,10 @@ def _per_series(path: Path, name: str, id_column: str, ids: np.ndarray, stepwise
     hi = np.where(present, stepwise, -big).max(axis=1)
     varies = present.any(axis=1) & (lo != hi)
     if varies.any():
-        raise UserError(path, f"label '{name}' changes within series {id_column} = {ids[np.flatnonzero(varies)[0]]!r}",
-                        "a per-series label must be constant within a series; list it in [classify] step_labels "
-                        "if it is given per time step")
+        fix = ("a per-series label must be constant within a series; list it in [classify] step_labels if it is "
+               "given per time step" if section == "[classify]" else "a condition must be constant within a series")
+        what = "label" if section == "[classify]" else "condition"
+        raise UserError(path, f"{what} '{name}' changes within series {id_column} = {ids[np.flatnonzero(varies)[0]]!r}", fix)
     return np.where(present.any(axis=1), lo, fill).astype(stepwise.dtype)
 
 
