@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PRESETS = {"BasicMotions": "config/conditional-basicmotions.toml"}
-JV_DATA = {"source": "JapaneseVowels_TRAIN", "condition_columns": ["speaker"], "seq_len": 24,
+JV_DATA = {"source": "JapaneseVowels_TRAIN", "condition_columns": ["speaker"], "seq_len": 12,
            "output": "data/conditional-jv.h5"}
 
 
