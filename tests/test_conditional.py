@@ -130,6 +130,8 @@ def test_conditions_round_trip_through_the_dataset_file(tmp_path):
 
 # --- data, sampling and evaluation through the CLI ---------------------------------------------
 
+from conftest import TINY  # noqa: E402  (the tiny network and sampler of every generator test)
+
 COND_TINY = """
 [data]
 source = "{source}"
@@ -138,27 +140,7 @@ seq_len = 24
 val_fraction = 0.2
 test_fraction = 0.2
 output = "data/cond.h5"
-[tst]
-d_model = 8
-heads = 2
-layers = 1
-ff = 16
-decoder_hidden = 8
-epochs = 1
-[model]
-channels = 8
-channel_mult = [1, 2]
-num_blocks = 1
-attn_resolutions = [4]
-caption_dim = 8
-[train]
-epochs = 2
-batch_size = 64
-eval_every = 0
-device = "cpu"
-[sample]
-steps = 3
-batch_size = 64
+""" + TINY[TINY.index("[tst]"):].replace("{", "{{").replace("}", "}}") + """
 [eval]
 quick_repeats = 1
 quick_disc_iterations = 10

@@ -142,7 +142,7 @@ def _labelled(cfg: DataSettings, rng: np.random.Generator) -> ConditionedWindows
     offset = np.arange(len(series)) - np.repeat(starts, np.diff(np.r_[starts, len(series)]))
     return ConditionedWindows(target, observed, split_series[series], series * max(t, cfg.seq_len) + offset,
                               list(data.channels), scaler, str(cfg.source), file_sha256(path),
-                              {**{k: v[series] for k, v in raw.items()}}, None)
+                              {k: v[series] for k, v in raw.items()}, None)
 
 
 def _series_splits(strata: np.ndarray | None, n: int, val: float, test: float, seed: int) -> np.ndarray:
