@@ -205,6 +205,8 @@ class Run:
     becomes a :class:`RunWriteError` naming the file (the temporary file is removed, the files
     written before stay as they were)."""
 
+    writes = True  # False for a :class:`Follower` (the other ranks of a torchrun job)
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self._metrics = None
@@ -481,6 +483,47 @@ class Run:
             save_model(path, tensors, metadata)
         return path
 
+
+
+class Follower(Run):
+    """A run directory as a rank other than 0 of a torchrun job sees it: it reads (checkpoints to
+    resume from, the kept weights) and keeps its status in memory, but writes nothing: rank 0
+    owns every file of the run (tsdiff_cli.training.distributed)."""
+
+    writes = False
+
+    def point_latest(self) -> None:
+        pass
+
+    def log(self, kind: str, phase: str, step: int, epoch: int, **values: Any) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+    def set_status(self, **fields: Any) -> None:
+        self.status.update(_clean(fields))
+
+    def adopt(self, settings: Settings) -> None:
+        pass
+
+    def write_report(self, report: dict) -> Path:
+        return report_path(self.path)
+
+    def lock(self) -> None:
+        pass
+
+    def unlock(self) -> None:
+        pass
+
+    def clean_leftovers(self) -> list[str]:
+        return []
+
+    def save_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], keep: int = 2) -> None:
+        pass
+
+    def save_model(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str], name: str = MODEL_FILE) -> Path:
+        return model_path(self.path, name)
 
 def _on_sigterm():
     """Turn SIGTERM into :class:`Terminated` while a run is active (main thread only); returns

@@ -37,10 +37,18 @@ def physical_cores() -> int:
 
 
 def configure(threads: int | None = None) -> int:
-    """Set torch's CPU threads: ``threads`` when given, else ``OMP_NUM_THREADS`` when set, else one
-    per physical core; and OpenMP's waiting (:data:`SPIN_COUNT`). Returns the thread count."""
+    """Set torch's CPU threads: ``threads`` when given; else, for one of N processes torchrun
+    started on this machine, the physical cores ÷ N (torchrun sets ``OMP_NUM_THREADS=1`` for every
+    worker, which would leave cores idle, so it is not read there); else ``OMP_NUM_THREADS`` when
+    set, else one per physical core. Also OpenMP's waiting (:data:`SPIN_COUNT`). Returns the count."""
     env = os.environ.get("OMP_NUM_THREADS", "")
-    n = threads if threads else int(env) if env.isdigit() and int(env) > 0 else physical_cores()
+    local = os.environ.get("LOCAL_WORLD_SIZE", "")
+    if threads:
+        n = threads
+    elif local.isdigit() and int(local) > 1:
+        n = max(1, physical_cores() // int(local))
+    else:
+        n = int(env) if env.isdigit() and int(env) > 0 else physical_cores()
     os.environ["OMP_NUM_THREADS"] = str(n)
     os.environ.setdefault("MKL_NUM_THREADS", str(n))
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:

@@ -24,6 +24,7 @@ from tsdiff_cli.cli import preprocess as preprocess_cmd
 from tsdiff_cli.cli import sample as sample_cmd
 from tsdiff_cli.cli import train as train_cmd
 from tsdiff_cli.errors import Interrupted, UserError
+from tsdiff_cli.training.distributed import Released
 
 
 _started = time.monotonic()
@@ -47,6 +48,8 @@ class _Group(TyperGroup):
             warnings.simplefilter("ignore")
         try:
             return super().invoke(ctx)
+        except Released:  # another rank of a torchrun job: its training is done, rank 0 reports
+            raise typer.Exit(0) from None
         except UserError as exc:
             typer.echo(f"tsdiff: error: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -32,6 +32,7 @@ from tsdiff_cli.runs import (BASE_MODEL_FILE, MODEL_FILE, SAMPLING_WEIGHTS_FILE,
                              run_model, run_settings)
 from tsdiff_cli.settings import ClassifySettings, Settings, to_toml
 from tsdiff_cli.training.device import resolve_device
+from tsdiff_cli.training.distributed import World, join, shared_run
 from tsdiff_cli.training.loop import Budget, OnStep, Trainer
 
 KIND, ENCODER_KIND = "classifier", "classifier-encoder"
@@ -233,7 +234,7 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
     data = {"train": _batches(train, mean, std, scale, p.gaps), "val": _batches(val, mean, std, scale, p.gaps)}
 
     torch.manual_seed(p.seed)
-    device = resolve_device(p.device)
+    world, device = join(resolve_device(p.device))
     model = DualPatchTransformer(cfg).to(device)
     if p.init is not None:
         _load_encoder(model, p.init)
@@ -242,15 +243,15 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
                         class_weights=_class_weights(train) if p.class_weights else {},
                         sample_weights=torch.tensor(balanced[0], dtype=torch.float64) if balanced else None,
                         head_epochs=p.head_epochs if p.init is not None else 0)
-    run, trainer = _trainer(s, "classify", config_name, task, device, resume, on_run, on_step, started)
+    run, trainer = _trainer(s, "classify", config_name, task, device, world, resume, on_run, on_step, started)
     with run.lifecycle("classify train", resume_hint=f"tsdiff classify train --resume {run.path}"):
         if resume is not None:
             trainer.restore()
             run.adopt(s)
         how = f"resumed from step {trainer.pos.step}" if resume is not None else "started"
         run.begin(f"tsdiff {__version__} classify train {config_name}: {how} on {device}; {len(train)} training and "
-                  f"{len(val)} validation series, {cfg.channels} channels × {cfg.length} steps")
-        if balanced is not None:
+                  f"{len(val)} validation series, {cfg.channels} channels × {cfg.length} steps{world.describe()}")
+        if balanced is not None and run.writes:
             _write_weights(run, p, train, *balanced)
         if test is not None and test.unknown_codes:
             run.note(f"{test.unknown_codes} categorical values of {p.test} were never seen in training: read as unknown")
@@ -285,15 +286,17 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
     return ClassifierRun(run.path, report, fit.minutes, fit.reason)
 
 
-def _trainer(s: Settings, command: str, config_name: str, task, device: torch.device, resume: Path | None,
-             on_run: Callable[[Run], None] | None, on_step: OnStep | None, started: float | None) -> tuple[Run, Trainer]:
+def _trainer(s: Settings, command: str, config_name: str, task, device: torch.device, world: World,
+             resume: Path | None, on_run: Callable[[Run], None] | None, on_step: OnStep | None,
+             started: float | None) -> tuple[Run, Trainer]:
     """The run (new, or ``resume``) and the shared loop's trainer for ``task``."""
     p = s.classify
-    run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, command, config_name, to_toml(s))
-    if on_run is not None:
+    run = shared_run(world, lambda: Run.open(resume) if resume is not None
+                     else Run.create(p.runs_dir, command, config_name, to_toml(s)))
+    if on_run is not None and world.main:
         on_run(run)
     trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
-                      device=device, on_step=on_step)
+                      device=device, on_step=on_step, world=world)
     return run, trainer
 
 
@@ -328,17 +331,17 @@ def pretrain_classifier(s: Settings, config_name: str, *, on_step: OnStep | None
     cfg = classifier_config(p, len(full.channels), int(full.x.shape[2]), _categories(full), [])
     data = {"train": _batches(train, mean, std, {}, p.gaps), "val": _batches(val, mean, std, {}, p.gaps)}
     torch.manual_seed(p.seed)
-    device = resolve_device(p.device)
+    world, device = join(resolve_device(p.device))
     model = DualPatchTransformer(cfg).to(device)
     full.specs = []
     task = PretrainTask(model, data, p, device, _metadata(ENCODER_KIND, cfg, full, mean, std, {}))
-    run, trainer = _trainer(s, "pretrain", config_name, task, device, resume, on_run, on_step, started)
+    run, trainer = _trainer(s, "pretrain", config_name, task, device, world, resume, on_run, on_step, started)
     with run.lifecycle("classify pretrain", resume_hint=f"tsdiff classify pretrain --resume {run.path}"):
         if resume is not None:
             trainer.restore()
             run.adopt(s)
         run.begin(f"tsdiff {__version__} classify pretrain {config_name}: {len(train)} series (+{len(val)} to "
-                  f"validate the reconstruction), {cfg.channels} channels × {cfg.length} steps on {device}")
+                  f"validate the reconstruction), {cfg.channels} channels × {cfg.length} steps on {device}{world.describe()}")
         fit = trainer.fit()
         report = {"job": "classify pretrain", "training": {"steps": fit.steps, "minutes": round(fit.minutes, 3),
                                                            "reason": fit.reason, "best_val_loss": fit.best}}

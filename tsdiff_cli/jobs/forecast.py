@@ -31,6 +31,7 @@ from tsdiff_cli.resources import require_memory
 from tsdiff_cli.runs import Run, run_model
 from tsdiff_cli.settings import Settings, to_toml
 from tsdiff_cli.training.device import resolve_device
+from tsdiff_cli.training.distributed import join, shared_run
 from tsdiff_cli.training.loop import Budget, OnStep, Trainer
 
 FORECAST_COMMAND = "tsdiff forecast CONFIG"
@@ -77,22 +78,23 @@ def train_forecaster(s: Settings, config_name: str, *, update: Update = no_updat
                    f"{p.samples} samples of {len(wins['test'])} test windows", "lower [forecast] samples")
 
     torch.manual_seed(p.seed)
-    device = resolve_device(p.device)
+    world, device = join(resolve_device(p.device))
     cfg = forecast_config(p, n_vars)
     model = Forecaster(cfg).to(device)
     ridge = Ridge().fit(*_all(wins["train"]))  # a baseline of the report, and the anchor of the calibration
     task = ForecastTask(model, wins, phase, p, device, _metadata(cfg, series, mean, std, freq, t0))
-    run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, "forecast", config_name, to_toml(s))
-    if on_run is not None:
+    run = shared_run(world, lambda: Run.open(resume) if resume is not None
+                     else Run.create(p.runs_dir, "forecast", config_name, to_toml(s)))
+    if on_run is not None and world.main:
         on_run(run)
     trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
-                      device=device, on_step=on_step)
+                      device=device, on_step=on_step, world=world)
     with run.lifecycle("forecast", resume_hint=f"tsdiff forecast --resume {run.path}"):
         if resume is not None:
             trainer.restore()  # before begin(): a run that cannot be resumed keeps its state
             run.adopt(s)
         how = f"resumed from step {trainer.pos.step}" if resume is not None else "started"
-        run.begin(f"tsdiff {__version__} forecast {config_name}: {how} on {device}")
+        run.begin(f"tsdiff {__version__} forecast {config_name}: {how} on {device}{world.describe()}")
         if series.filled:
             run.note(f"{series.filled} missing cells filled (last value carried forward, then first carried back)")
         fit = trainer.fit()

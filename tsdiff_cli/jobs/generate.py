@@ -20,6 +20,7 @@ from tsdiff_cli.models.generator import Generator, GeneratorConfig
 from tsdiff_cli.runs import TST_FILE, Run, read_status, run_model, run_settings
 from tsdiff_cli.settings import Settings, to_toml
 from tsdiff_cli.training.device import resolve_device, use_bf16
+from tsdiff_cli.training.distributed import join, shared_run
 from tsdiff_cli.training.loop import Budget, OnStep, Trainer
 
 GENERATOR_COMMAND = "tsdiff train CONFIG"
@@ -65,8 +66,8 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     from tsdiff_cli.jobs.architectures import generator_config
     from tsdiff_cli.training.generator import GeneratorTask, selection_rows
 
-    device = resolve_device(settings.train.device)
-    ds = ensure_dataset(settings)
+    world, device = join(resolve_device(settings.train.device))
+    ds = world.first(lambda: ensure_dataset(settings))
     _check_range(ds, settings.data.output)
     spec = ds.conditions["spec"] if ds.conditions is not None else None
     cfg = generator_config(settings, ds.observed.shape[1], ds.observed.shape[2], spec)
@@ -97,20 +98,20 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
                          sample_bf16=use_bf16(settings.sample.precision, device), selection_from=selection_from,
                          conditions=conditions, selection_conditions=selection_conditions,
                          selection_classes=selection_classes)
-    run = Run.open(resume) if resume is not None else Run.create(settings.train.runs_dir, command, config_name,
-                                                                 to_toml(settings))
-    if on_run:
+    run = shared_run(world, lambda: Run.open(resume) if resume is not None else Run.create(
+        settings.train.runs_dir, command, config_name, to_toml(settings)))
+    if on_run and world.main:
         on_run(run)
     t = settings.train
     trainer = Trainer(task, run, seed=t.seed, grad_clip=t.grad_clip, budget=Budget(t.max_steps, t.max_minutes, started),
                       checkpoint_minutes=t.checkpoint_minutes, bf16=use_bf16(t.precision, device), device=device,
-                      on_step=on_step)
+                      on_step=on_step, world=world)
     with run.lifecycle(command, resume_hint=f"tsdiff train --resume {run.path}"):
         if resume is not None:
             trainer.restore()  # before begin(): a run that cannot be resumed keeps its state
             run.adopt(settings)
         how = f"resumed from step {trainer.pos.step}" if resume is not None else "started"
-        run.begin(f"tsdiff {__version__} {command} {config_name}: {how} on {device}")
+        run.begin(f"tsdiff {__version__} {command} {config_name}: {how} on {device}{world.describe()}")
         if tst is not None:
             task.model.tst.load_state_dict(tst)
             trainer.start_at("diffusion")

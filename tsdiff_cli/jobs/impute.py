@@ -21,6 +21,7 @@ from tsdiff_cli.jobs import Update, no_update
 from tsdiff_cli.metrics.imputation import hide, score_filling
 from tsdiff_cli.runs import Run
 from tsdiff_cli.settings import Settings, to_toml
+from tsdiff_cli.training.distributed import Released, from_env, join, shared_run
 from tsdiff_cli.training.loop import OnStep
 
 
@@ -85,6 +86,8 @@ def impute(s: Settings, config_name: str, update: Update = no_update, on_step: O
 
     _check_request(s)
     p = s.impute
+    if p.emb_dir is None and not from_env().main:  # under torchrun: nothing to train, rank 0 fills alone
+        raise Released()
     if p.output is not None:
         ensure_writable(p.output, "output")
     table = read_gappy(p.input, p.columns, p.time_column)
@@ -127,8 +130,9 @@ def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: U
     if scheme == "custom" and p.target in order:  # TSLib's Dataset_Custom puts the target last
         order = [c for c in order if c != p.target] + [p.target]
     perm = [table.columns.index(c) for c in order]
-    embeddings, cached = read_embeddings(layout, cache_dir(p.runs_dir),
-                                         lambda done, total: update("reading embeddings", done, total))
+    world, _ = join(torch.device("cpu"))
+    embeddings, cached = world.first(lambda: read_embeddings(
+        layout, cache_dir(p.runs_dir), lambda done, total: update("reading embeddings", done, total)))
     windows, variables, width = embeddings.shape
     if variables != len(order):
         raise UserError(layout.leaf, f"embeddings have {variables} variables, but {table.path} has {len(order)} value "
@@ -160,9 +164,10 @@ def _from_embeddings(s: Settings, table: GappyTable, config_name: str, update: U
     task = EmbDecoderTask(model, emb_t, torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)), n_val,
                           noise=p.noise, epochs=p.epochs, patience=p.patience, lr=p.lr, batch_size=p.batch_size,
                           seed=p.seed, metadata=meta)
-    run = Run.open(resume) if resume is not None else Run.create(p.runs_dir, "impute", config_name, to_toml(s), latest=False)
+    run = shared_run(world, lambda: Run.open(resume) if resume is not None
+                     else Run.create(p.runs_dir, "impute", config_name, to_toml(s), latest=False))
     trainer = Trainer(task, run, seed=p.seed, grad_clip=1.0, budget=Budget(p.max_steps, p.max_minutes, started),
-                      on_step=on_step)
+                      on_step=on_step, world=world)
     with run.lifecycle("impute", resume_hint=f"tsdiff impute --resume {run.path}"):
         if resume is not None:
             trainer.restore()  # before begin(): a run that cannot be resumed keeps its state

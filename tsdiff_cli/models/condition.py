@@ -68,12 +68,16 @@ class Conditions:
                           None if self.tokens is None else torch.full_like(self.tokens, PAD))
 
 
-def drop_conditions(c: Conditions, p: float, generator: torch.Generator, joint: bool = True) -> Conditions:
+def drop_conditions(c: Conditions, p: float, generator: torch.Generator, joint: bool = True, shard=None) -> Conditions:
     """Each sample's conditions replaced by null with probability ``p``: all parts together
-    (``joint``) or each part (labels, numerics, caption) on its own draw."""
+    (``joint``) or each part (labels, numerics, caption) on its own draw. ``shard`` (the training
+    loop's): draws made for the global batch, cut to this process's rows."""
     parts = c.parts()
     batch = next(a.shape[0] for a in parts if a is not None)
-    draws = torch.rand(batch if joint else (3, batch), generator=generator)
+    if shard is None:
+        draws = torch.rand(batch if joint else (3, batch), generator=generator)
+    else:
+        draws = shard.rand(batch, generator, lead=() if joint else (3,))
     null = c.null().parts()
     out = []
     for i, (a, n) in enumerate(zip(parts, null)):

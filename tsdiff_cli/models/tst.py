@@ -170,14 +170,18 @@ class TST(nn.Module):
         return torch.sigmoid(self.out(h))
 
 
-def masked_inputs(observed: torch.Tensor, rate: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_inputs(observed: torch.Tensor, rate: float, generator: torch.Generator,
+                  shard=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The masking objective of Zerveas et al. (KDD 2021, §3.1), with independent point masks:
     a fraction ``rate`` of the observed values is hidden from the input and only they are scored.
     Returns (inputs, targets); targets are NaN except at the hidden values. ``rate`` 0 gives the
-    plain objective (inputs = targets = observed)."""
+    plain objective (inputs = targets = observed). ``shard`` (the training loop's): draws made
+    for the global batch, cut to this process's rows."""
     if rate <= 0:
         return observed, observed
-    draw = torch.rand(observed.shape, generator=generator).to(observed.device)
+    b, *rest = observed.shape
+    draw = (torch.rand(observed.shape, generator=generator) if shard is None
+            else shard.rand(b, generator, tail=tuple(rest))).to(observed.device)
     hidden = (draw < rate) & ~torch.isnan(observed)
     nan = torch.full_like(observed, float("nan"))
     return torch.where(hidden, nan, observed), torch.where(hidden, observed, nan)

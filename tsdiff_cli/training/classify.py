@@ -28,7 +28,7 @@ from tsdiff_cli.metrics.classify import class_scores, numeric_scores
 from tsdiff_cli.models.dualpatch import DualPatchTransformer, HeadConfig
 from tsdiff_cli.runs import BASE_MODEL_FILE
 from tsdiff_cli.settings import ClassifySettings
-from tsdiff_cli.training.loop import Phase, Position, StepOutput, Task, Watch
+from tsdiff_cli.training.loop import Phase, Position, Shard, StepOutput, Task, Watch
 
 EVAL_BATCH = 256
 TIE_BREAK = 1e-3  # selection = error + TIE_BREAK × validation loss: equal accuracies prefer the lower loss
@@ -205,7 +205,8 @@ class ClassifyTask(Task):
         """The batch: the loop's indices, or a weighted draw when the sampler balances labels."""
         if self.sample_weights is None:
             return idx
-        return torch.multinomial(self.sample_weights, len(idx), replacement=True, generator=self.gen)
+        return self.shard.rows(torch.multinomial(self.sample_weights, self.shard.whole(len(idx)), replacement=True,
+                                                 generator=self.gen))
 
     def _objective(self, outs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> StepOutput:
         losses = task_losses(outs, targets, self.heads, self.class_weights, self.p.label_smoothing, self.p.numeric_loss)
@@ -304,19 +305,20 @@ class PretrainTask(Task):
         return [Phase("pretrain", self.p.pretrain_epochs, len(self.data["train"]), self.p.batch_size, self._step,
                       validate=self._validate, log_every=20)]
 
-    def hidden(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor, gen: torch.Generator, shard: Shard = Shard()) -> torch.Tensor:
         """Where to hide: every step of ``mask_ratio`` of the temporal patches, and ``value_mask``
-        of the other values (B, C, T) bool."""
+        of the other values (B, C, T) bool. ``shard``: drawn for the global batch (training)."""
         c = self.module.c
         B, C, T = x.shape
-        patches = (torch.rand(B, c.patches, generator=gen) < self.p.mask_ratio).to(x.device)
+        patches = (shard.rand(B, gen, tail=(c.patches,)) < self.p.mask_ratio).to(x.device)
         cover = patches[..., None].expand(B, c.patches, c.patch_len).reshape(B, c.patches, c.patch_len).float()
         steps = self.module._spread(cover, 1, T)[:, 0] > 0  # (B, T): covered by a hidden patch
-        values = (torch.rand(B, C, T, generator=gen) < self.p.value_mask).to(x.device)
+        values = (shard.rand(B, gen, tail=(C, T)) < self.p.value_mask).to(x.device)
         return steps[:, None, :] | values
 
-    def _loss(self, x: torch.Tensor, cat: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        hide = self.hidden(x, gen)
+    def _loss(self, x: torch.Tensor, cat: torch.Tensor, gen: torch.Generator,
+              shard: Shard = Shard()) -> tuple[torch.Tensor, torch.Tensor]:
+        hide = self.hidden(x, gen, shard)
         scored = hide & ~torch.isnan(x)
         recon = self.module.reconstruction(x.masked_fill(hide, float("nan")), cat)
         err = (recon.float() - torch.nan_to_num(x)) ** 2
@@ -324,7 +326,7 @@ class PretrainTask(Task):
 
     def _step(self, idx: torch.Tensor) -> StepOutput:
         x, cat, _ = self.data["train"].take(idx, self.device)
-        loss, _ = self._loss(x, cat, self.gen)
+        loss, _ = self._loss(x, cat, self.gen, self.shard)
         return loss, {"loss": loss, "lr": self.scheduler.get_last_lr()[0]}
 
     def _validate(self, check: Callable[[], None]) -> dict:

@@ -44,7 +44,7 @@ class EmbDecoderTask(Task):
 
     def _step(self, idx: torch.Tensor) -> StepOutput:
         x = self.z_train[idx]
-        x = x + self.noise_std * torch.randn(x.shape, generator=self.noise)
+        x = x + self.noise_std * self.shard.randn(len(idx), self.noise, tail=tuple(x.shape[1:]))
         loss = masked_mse(self.module(x), self.y_train[idx])
         return loss, {"loss": loss}
 

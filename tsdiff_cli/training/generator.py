@@ -139,7 +139,7 @@ class GeneratorTask(Task):
 
     def _tst(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The TST's prediction for a batch and its reconstruction loss (masking objective)."""
-        inputs, targets = masked_inputs(obs, self.s.tst.mask_rate, self.noise)
+        inputs, targets = masked_inputs(obs, self.s.tst.mask_rate, self.noise, self.shard)
         pred = self.model.tst(inputs).float()
         return pred, masked_mse(pred, targets)  # the TST learns from observed (or hidden) values only
 
@@ -152,13 +152,15 @@ class GeneratorTask(Task):
         pred, tst_loss = self._tst(obs)
         image = self.model.to_image(complete(pred.detach(), obs))
         mask = self.model.embed.to_image((~torch.isnan(obs)).float())
-        sigma = sample_sigma(len(idx), self.noise, self.s.train.p_mean, self.s.train.p_std, device=self.device)
-        noise = torch.randn(image.shape, generator=self.noise).to(self.device)
+        # drawn for the whole global batch, this process's rows kept (the same weights on any number of processes)
+        sigma = self.shard.rows(sample_sigma(self.shard.whole(len(idx)), self.noise, self.s.train.p_mean,
+                                             self.s.train.p_std, device=self.device))
+        noise = self.shard.randn(len(idx), self.noise, tail=tuple(image.shape[1:])).to(self.device)
         cond = ()
         if self.conditions is not None:  # classifier-free guidance training: some conditions made null
             t = self.s.train
             cond = (drop_conditions(self.conditions.index(idx.to(self.device)), t.cfg_dropout, self.noise,
-                                    joint=t.cfg_drop == "joint"),)
+                                    joint=t.cfg_drop == "joint", shard=self.shard),)
         loss = masked_edm_loss(self.model.denoiser, image, image, mask, sigma, noise,
                                noise_all=self.s.train.noise_pixels == "all", cond=cond)
         return tst_loss + loss, {"tst_loss": tst_loss, "diffusion_loss": loss}

@@ -26,10 +26,20 @@ owns the rest:
 The run's lifecycle (running → finished / failed / interrupted) is
 :meth:`tsdiff_cli.runs.Run.lifecycle`, which the job wraps around training and what follows it.
 
-Ready for data parallelism: ``task.module`` is the module that is saved and EMA'd; the trainer
-steps through ``self.trained``, a thin module whose forward is the task's step (Lightning's
-arrangement), which a DistributedDataParallel wrapper can replace without the task knowing; and
-every run-file write is one of :meth:`_log`, :meth:`_status`, :meth:`checkpoint`, :meth:`_export`.
+Data parallel under torchrun (``world``, see :mod:`tsdiff_cli.training.distributed`):
+``task.module`` is the module that is saved and EMA'd; the trainer steps through
+``self.trained``, a thin module whose forward is the task's step (Lightning's arrangement),
+wrapped in ``DistributedDataParallel`` when there are several processes, so gradients are
+averaged without the task knowing. The batch size of a phase is the *global* batch: a
+``DistributedSampler`` (seeded, ``set_epoch`` every epoch) gives each rank every N-th example of
+it, and a task's random draws are made for the whole global batch and cut to the rank's rows
+(:class:`Shard`), so N processes train the weights one process would (up to float rounding;
+dropout masks and batch-norm statistics stay per process). Rank 0 decides when to stop (budget,
+Ctrl-C on any rank: one all-reduce per step), runs the validations and broadcasts their outcome,
+and alone writes run files: every write is one of :meth:`_log`, :meth:`_status`,
+:meth:`checkpoint`, :meth:`_export`, through a run that on other ranks is a read-only
+:class:`tsdiff_cli.runs.Follower`. Positions count global batches, so a checkpoint written by
+any number of processes resumes with any other.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from torch import nn
 
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.runs import CHECKPOINTS, MODEL_FILE, Run, Terminated, model_path, model_readable
+from tsdiff_cli.training.distributed import SINGLE, Released, World
 
 StepOutput = tuple[torch.Tensor, dict[str, Any]]  # (objective to minimise, values to log)
 OnStep = Callable[[dict], None]  # progress: phase, epoch, epochs, batch, batches, step and the logged values
@@ -159,6 +170,36 @@ class EMA:
                 self.shadow[k].copy_(v)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Which rows of each global batch this process computes: every ``size``-th from ``rank``
+    (as ``DistributedSampler`` deals them). A task draws its random numbers for the whole global
+    batch (:meth:`whole` rows) and keeps its own with :meth:`rows`, so the draws, and so the
+    trained weights, do not depend on how many processes share the batch."""
+
+    rank: int = 0
+    size: int = 1
+
+    def whole(self, local: int) -> int:
+        """The global batch's size, from this rank's share of it."""
+        return local * self.size
+
+    def rows(self, t: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """This rank's rows (along ``dim``) of a tensor made for the global batch."""
+        return t if self.size == 1 else t[(slice(None),) * dim + (slice(self.rank, None, self.size),)]
+
+    def _draw(self, fn, batch: int, generator: torch.Generator, lead: tuple, tail: tuple) -> torch.Tensor:
+        return self.rows(fn((*lead, self.whole(batch), *tail), generator=generator), dim=len(lead))
+
+    def rand(self, batch: int, generator: torch.Generator, lead: tuple = (), tail: tuple = ()) -> torch.Tensor:
+        """Uniform draws of shape (*lead, batch, *tail) for this rank's ``batch`` rows."""
+        return self._draw(torch.rand, batch, generator, lead, tail)
+
+    def randn(self, batch: int, generator: torch.Generator, lead: tuple = (), tail: tuple = ()) -> torch.Tensor:
+        """Normal draws of shape (*lead, batch, *tail) for this rank's ``batch`` rows."""
+        return self._draw(torch.randn, batch, generator, lead, tail)
+
+
 class Task(abc.ABC):
     """What a job gives the trainer. Set ``module`` and ``optimizer`` (and, as needed, the other
     attributes) and define :meth:`phases`, :meth:`signature` and :meth:`export`."""
@@ -171,6 +212,7 @@ class Task(abc.ABC):
     watch: Watch | None = None
     model_file: str = MODEL_FILE  # the run file :meth:`export` fills
     diverged_fix: str = "lower the learning rate and start again"
+    shard: Shard = Shard()  # set by the trainer: the rows of each global batch this process computes
 
     def generators(self) -> dict[str, torch.Generator]:
         """Random generators the steps draw from; checkpointed with the weights."""
@@ -227,20 +269,44 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, groups: list) -> 
 class Trainer:
     def __init__(self, task: Task, run: Run, *, seed: int, grad_clip: float, budget: Budget | None = None,
                  checkpoint_minutes: float = 5.0, bf16: bool = False, device: torch.device | None = None,
-                 on_step: OnStep | None = None, clock: Callable[[], float] = time.monotonic):
+                 on_step: OnStep | None = None, clock: Callable[[], float] = time.monotonic,
+                 world: World = SINGLE):
         self.task, self.run = task, run
         self.seed, self.grad_clip, self.budget = seed, grad_clip, budget or Budget()
         self.checkpoint_minutes, self.bf16 = checkpoint_minutes, bf16
         self.device = device or torch.device("cpu")
         self.on_step, self.clock = on_step, clock
+        self.world = world
         self.phases = task.phases()
         self.pos = Position()
         self.trained: nn.Module = _Stepper(task.module)
+        if world.size > 1:
+            self._go_parallel()
         self._session: float | None = None  # monotonic start of this session's training
         self._saved: dict | None = None  # the position the last checkpoint holds
         self._step_seconds = 0.0  # how long the last optimizer step took
         self._signal: int | None = None  # SIGINT / SIGTERM received: stop after the step in progress
         self._last_checkpoint = self._last_status = clock()
+
+    def _go_parallel(self) -> None:
+        """Several processes: the global batch splits evenly, each task draws for the global batch
+        and keeps its rows, gradients are averaged by DistributedDataParallel."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        w = self.world
+        for phase in self.phases:
+            if phase.batch_size % w.size:
+                raise UserError("batch_size", f"is {phase.batch_size} (the global batch of phase {phase.name}), which "
+                                f"does not split evenly over {w.size} processes",
+                                f"use a multiple of {w.size}, or another --nproc-per-node")
+        self.task.shard = Shard(w.rank, w.size)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # a phase may leave parameters without gradients (the TST phase of the generator, a frozen
+        # encoder): DDP must not wait for them
+        self.trained = w._call("wrapping the model", lambda: DistributedDataParallel(
+            self.trained, device_ids=ids, find_unused_parameters=True))
+        # torch's own generator (dropout) differs per rank; the tasks' generators do not (Shard)
+        torch.manual_seed(self.seed * 7919 + w.rank)
 
     # --- time --------------------------------------------------------------------------------
 
@@ -279,6 +345,26 @@ class Trainer:
         if self._signal is not None:
             raise Terminated() if self._signal == signal.SIGTERM else KeyboardInterrupt()
 
+    _BUDGETS = ("max_steps", "max_minutes")
+
+    def _agreed_stop(self, phase: Phase) -> str | None:
+        """Before each step: a signal on any rank stops every rank; rank 0's clock and step count
+        decide the budget, so all ranks stop at the same step."""
+        if self.world.size == 1:
+            self._stop_if_asked()
+            return self._out_of_budget(phase)
+        reason = self._out_of_budget(phase) if self.world.main else None
+        code = 0 if reason is None else 1 + self._BUDGETS.index(reason.split()[0])
+        sig = {None: 0, signal.SIGINT: 1, signal.SIGTERM: 2}.get(self._signal, 1)
+        sig, code = self.world.agree([sig, code])
+        if sig:
+            self._signal = signal.SIGTERM if sig == 2 else signal.SIGINT
+            self._stop_if_asked()
+        if code == 0:
+            return None
+        b = self.budget
+        return f"max_steps {b.max_steps}" if code == 1 else f"max_minutes {b.max_minutes:g}"
+
     def _catch_signals(self) -> dict:
         """Ctrl-C and SIGTERM set a flag the loop reads between steps, so that the checkpoint
         written on the way out holds a whole step (main thread only)."""
@@ -303,7 +389,10 @@ class Trainer:
             bad = next((k for k, v in values.items() if not math.isfinite(v)), "loss")
             raise Diverged(f"{bad} became {values.get(bad, loss.item())} at step {self.pos.step}")
         task.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.world.size > 1:  # the gradients' all-reduce runs inside backward
+            self.world._call("averaging gradients", loss.backward)
+        else:
+            loss.backward()
         for group in task.optimizer.param_groups:  # each group clipped on its own
             torch.nn.utils.clip_grad_norm_(group["params"], self.grad_clip)
         task.optimizer.step()
@@ -314,8 +403,16 @@ class Trainer:
         return values
 
     def _batches(self, phase: Phase, epoch: int) -> list[torch.Tensor]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return list(torch.randperm(phase.size, generator=gen).split(phase.batch_size))
+        """This rank's batches of the epoch: a seeded permutation (the same on every rank, a
+        function of (seed, epoch) alone), every N-th index to each of N ranks, cut into the global
+        batch ÷ N. With one process: the permutation cut into global batches."""
+        from torch.utils.data import DistributedSampler
+
+        w = self.world
+        sampler = DistributedSampler(range(phase.size), num_replicas=w.size, rank=w.rank, shuffle=True,
+                                     seed=self.seed * 1_000_003)
+        sampler.set_epoch(epoch)
+        return list(torch.tensor(list(sampler), dtype=torch.int64).split(phase.batch_size // w.size))
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -348,6 +445,9 @@ class Trainer:
                 signal.signal(sig, handler)
         minutes = self.elapsed() / 60
         self._status(reason=reason, minutes=round(minutes, 2))
+        self.world.barrier()  # every rank leaves training once rank 0's files are written
+        if not self.world.main:
+            raise Released()
         return FitResult(reason, self.pos.step, self.pos.epoch, minutes, self.pos.best)
 
     def _train(self) -> str:
@@ -364,8 +464,7 @@ class Trainer:
                     break
                 batches = self._batches(phase, pos.epoch)
                 while pos.batch < len(batches) and not phase.done(pos.epoch, pos.batch):
-                    self._stop_if_asked()
-                    reason = self._out_of_budget(phase)
+                    reason = self._agreed_stop(phase)
                     if reason:
                         return reason
                     started = self.clock()
@@ -419,7 +518,16 @@ class Trainer:
     def _validate(self, phase: Phase, counts: bool = True) -> bool:
         """Run the phase's validation, log it, keep the weights if they are the best; True when
         patience has run out. A validation that does not ``count`` (the one made because the
-        budget stopped the run mid-epoch) may keep weights but does not spend patience."""
+        budget stopped the run mid-epoch) may keep weights but does not spend patience.
+        With several processes rank 0 validates and the others take its outcome and position."""
+        if self.world.size == 1:
+            return self._validate_here(phase, counts)
+        stop = self._validate_here(phase, counts) if self.world.main else None
+        stop, position = self.world.broadcast([stop, asdict(self.pos)])
+        self.pos = Position(**position)
+        return bool(stop)
+
+    def _validate_here(self, phase: Phase, counts: bool) -> bool:
         pos = self.pos
         if self._time_left() <= 0:
             self._log("event", phase.name, message="evaluation skipped: the time budget is spent")
@@ -476,6 +584,8 @@ class Trainer:
         return phase.model_file if phase is not None and phase.model_file else self.task.model_file
 
     def _export(self) -> None:
+        if not self.run.writes:
+            return
         tensors, metadata = self.task.export(self.pos)
         self.run.save_model(tensors, metadata, self._model_file())
 
@@ -483,7 +593,7 @@ class Trainer:
         """A run never ends with inference weights that do not read back: written again from the
         current state when they do not (the kept best is then lost, and the log says so)."""
         path = model_path(self.run.path, self._model_file())
-        if model_readable(path):
+        if not self.run.writes or model_readable(path):
             return
         self.run.note(f"{path.name} did not read back; written again from the weights at step {self.pos.step}")
         self.pos.kept_at, self.pos.best = None, None
@@ -493,6 +603,9 @@ class Trainer:
 
     def checkpoint(self) -> None:
         task, pos = self.task, self.pos
+        if not self.run.writes:  # another rank of a torchrun job: rank 0 writes the checkpoint
+            self._saved, self._last_checkpoint = _snapshot(pos), self.clock()
+            return
         tensors = {f"model.{k}": v for k, v in task.module.state_dict().items()}
         if task.ema is not None:
             tensors.update({f"ema.{k}": v for k, v in task.ema.shadow.items()})
@@ -520,6 +633,7 @@ class Trainer:
         position, exactly as they were. A run stopped before its first checkpoint starts again
         from step 0 (its weights are initialised from the same seed, so nothing differs)."""
         task = self.task
+        self.world.barrier()  # rank 0 has cleared what an earlier process left half-written
         if not self.run.has_checkpoint():
             self.run.note("it stopped before its first checkpoint: training starts again from step 0")
             return
