@@ -147,6 +147,9 @@ def test_two_processes_train_the_classifier_one_process_trains(tmp_path):
     _weights_close(a, b)
     ra, rb = (json.loads((r / "report.json").read_text()) for r in (a, b))
     assert ra["val"] == rb["val"]  # rank 0 validated and reported once, the same scores
+    evals = [[(r["step"], r["epoch"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+              if r["kind"] == "eval"] for run in (a, b)]
+    assert evals[0] == evals[1] and len(evals[0]) >= 3  # the same validations, at the same steps
 
 
 def test_a_global_batch_that_does_not_split_is_refused_before_training(tmp_path):

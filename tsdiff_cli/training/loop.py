@@ -524,7 +524,8 @@ class Trainer:
             return self._validate_here(phase, counts)
         stop = self._validate_here(phase, counts) if self.world.main else None
         stop, position = self.world.broadcast([stop, asdict(self.pos)])
-        self.pos = Position(**position)
+        for name, value in position.items():  # in place: the loop holds this object
+            setattr(self.pos, name, value)
         return bool(stop)
 
     def _validate_here(self, phase: Phase, counts: bool) -> bool:
