@@ -37,16 +37,19 @@ _tsdiff() {
             "classify|pretrain") path="classify pretrain" ;;
             "classify|predict") path="classify predict" ;;
             "classify|evaluate") path="classify evaluate" ;;
+            "|tune") path="tune" ;;
+            "tune|run") path="tune run" ;;
+            "tune|show") path="tune show" ;;
             "|config") path="config" ;;
             "config|show") path="config show" ;;
-            "classify evaluate|--input"|"classify evaluate|-i"|"classify predict|--input"|"classify predict|--output"|"classify predict|-i"|"classify predict|-o"|"classify pretrain|--device"|"classify pretrain|--epochs"|"classify pretrain|--max-minutes"|"classify pretrain|--resume"|"classify pretrain|--seed"|"classify train|--device"|"classify train|--epochs"|"classify train|--init"|"classify train|--label-fraction"|"classify train|--max-minutes"|"classify train|--resume"|"classify train|--seed"|"evaluate|--config"|"evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|--repeats"|"evaluate|--seed"|"evaluate|-c"|"evaluate|-o"|"forecast|--all-samples"|"forecast|--device"|"forecast|--input"|"forecast|--max-minutes"|"forecast|--output"|"forecast|--resume"|"forecast|--run"|"forecast|--samples"|"forecast|--seed"|"forecast|--steps"|"forecast|-i"|"forecast|-o"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--emb-dir"|"impute|--flag"|"impute|--holdout"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|--pred-len"|"impute|--resume"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"impute|-i"|"impute|-o"|"monitor|--interval"|"monitor|--screenshot"|"preprocess|--missing-rate"|"preprocess|--output"|"preprocess|--seed"|"preprocess|--seq-len"|"preprocess|-o"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--caption"|"sample|--condition"|"sample|--conditions"|"sample|--device"|"sample|--guidance"|"sample|--output"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"sample|-o"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--resume"|"train|--seed"|"train|--tst"|"|--threads") skip=1 ;;
+            "classify evaluate|--input"|"classify evaluate|-i"|"classify predict|--input"|"classify predict|--output"|"classify predict|-i"|"classify predict|-o"|"classify pretrain|--device"|"classify pretrain|--epochs"|"classify pretrain|--max-minutes"|"classify pretrain|--resume"|"classify pretrain|--seed"|"classify train|--device"|"classify train|--epochs"|"classify train|--init"|"classify train|--label-fraction"|"classify train|--max-minutes"|"classify train|--resume"|"classify train|--seed"|"evaluate|--config"|"evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|--repeats"|"evaluate|--seed"|"evaluate|-c"|"evaluate|-o"|"forecast|--all-samples"|"forecast|--device"|"forecast|--input"|"forecast|--max-minutes"|"forecast|--output"|"forecast|--resume"|"forecast|--run"|"forecast|--samples"|"forecast|--seed"|"forecast|--steps"|"forecast|-i"|"forecast|-o"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--emb-dir"|"impute|--flag"|"impute|--holdout"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|--pred-len"|"impute|--resume"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"impute|-i"|"impute|-o"|"monitor|--interval"|"monitor|--screenshot"|"preprocess|--missing-rate"|"preprocess|--output"|"preprocess|--seed"|"preprocess|--seq-len"|"preprocess|-o"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--caption"|"sample|--condition"|"sample|--conditions"|"sample|--device"|"sample|--guidance"|"sample|--output"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"sample|-o"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--resume"|"train|--seed"|"train|--tst"|"tune run|--metric"|"tune run|--storage"|"tune run|--study"|"tune run|--trials"|"tune run|--workers"|"tune show|--storage"|"tune show|--top"|"|--threads") skip=1 ;;
         esac
     done
     case "$path|$prev" in  # the value of an option
         "evaluate|--config"|"evaluate|-c") _tsdiff_files toml; return ;;
         "classify pretrain|--resume"|"classify train|--resume"|"forecast|--resume"|"forecast|--run"|"impute|--resume"|"train|--resume"|"train|--tst") _tsdiff_dirs; return ;;
         "classify evaluate|--input"|"classify evaluate|-i"|"classify predict|--input"|"classify predict|--output"|"classify predict|-i"|"classify predict|-o"|"classify train|--init"|"evaluate|--gaps"|"evaluate|--generated"|"evaluate|--imputed"|"evaluate|--output"|"evaluate|--plots"|"evaluate|--real"|"evaluate|-o"|"forecast|--all-samples"|"forecast|--input"|"forecast|--output"|"forecast|-i"|"forecast|-o"|"impute|--emb-dir"|"impute|--input"|"impute|--model"|"impute|--output"|"impute|-i"|"impute|-o"|"monitor|--screenshot"|"preprocess|--output"|"preprocess|-o"|"sample|--conditions"|"sample|--output"|"sample|-o") _tsdiff_files; return ;;
-        "classify pretrain|--device"|"classify pretrain|--epochs"|"classify pretrain|--max-minutes"|"classify pretrain|--seed"|"classify train|--device"|"classify train|--epochs"|"classify train|--label-fraction"|"classify train|--max-minutes"|"classify train|--seed"|"evaluate|--repeats"|"evaluate|--seed"|"forecast|--device"|"forecast|--max-minutes"|"forecast|--samples"|"forecast|--seed"|"forecast|--steps"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--flag"|"impute|--holdout"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"monitor|--interval"|"preprocess|--missing-rate"|"preprocess|--seed"|"preprocess|--seq-len"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--caption"|"sample|--condition"|"sample|--device"|"sample|--guidance"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--seed"|"|--threads") :; return ;;
+        "classify pretrain|--device"|"classify pretrain|--epochs"|"classify pretrain|--max-minutes"|"classify pretrain|--seed"|"classify train|--device"|"classify train|--epochs"|"classify train|--label-fraction"|"classify train|--max-minutes"|"classify train|--seed"|"evaluate|--repeats"|"evaluate|--seed"|"forecast|--device"|"forecast|--max-minutes"|"forecast|--samples"|"forecast|--seed"|"forecast|--steps"|"impute|--borders"|"impute|--decoder"|"impute|--device"|"impute|--flag"|"impute|--holdout"|"impute|--pred-len"|"impute|--samples"|"impute|--seed"|"impute|--seq-len"|"impute|--start-sigma"|"impute|--steps"|"monitor|--interval"|"preprocess|--missing-rate"|"preprocess|--seed"|"preprocess|--seq-len"|"pretrain-tst|--device"|"pretrain-tst|--epochs"|"sample|--caption"|"sample|--condition"|"sample|--device"|"sample|--guidance"|"sample|--precision"|"sample|--seed"|"sample|--steps"|"sample|-n"|"train|--device"|"train|--epochs"|"train|--max-minutes"|"train|--seed"|"tune run|--metric"|"tune run|--storage"|"tune run|--study"|"tune run|--trials"|"tune run|--workers"|"tune show|--storage"|"tune show|--top"|"|--threads") :; return ;;
     esac
     if [[ "$cur" == -* ]]; then
         case "$path" in
@@ -64,13 +67,16 @@ _tsdiff() {
             "classify pretrain") COMPREPLY=($(compgen -W "--epochs --max-minutes --seed --device --resume -q --quiet -h --help" -- "$cur")) ;;
             "classify predict") COMPREPLY=($(compgen -W "-i --input -o --output -q --quiet -h --help" -- "$cur")) ;;
             "classify evaluate") COMPREPLY=($(compgen -W "-i --input --no-plot --plot -q --quiet -h --help" -- "$cur")) ;;
+            "tune") COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
+            "tune run") COMPREPLY=($(compgen -W "--trials --metric --study --storage --workers --resume -q --quiet -h --help" -- "$cur")) ;;
+            "tune show") COMPREPLY=($(compgen -W "--storage --top -h --help" -- "$cur")) ;;
             "config") COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
             "config show") COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
         esac
         return
     fi
     case "$path" in
-        "") COMPREPLY=($(compgen -W "preprocess pretrain-tst train sample evaluate impute forecast monitor classify config" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "preprocess pretrain-tst train sample evaluate impute forecast monitor classify tune config" -- "$cur")) ;;
         "preprocess") _tsdiff_files toml ;;
         "pretrain-tst") _tsdiff_files toml ;;
         "train") _tsdiff_files toml ;;
@@ -84,6 +90,9 @@ _tsdiff() {
         "classify pretrain") _tsdiff_files toml ;;
         "classify predict") _tsdiff_dirs ;;
         "classify evaluate") _tsdiff_dirs ;;
+        "tune") COMPREPLY=($(compgen -W "run show" -- "$cur")) ;;
+        "tune run") _tsdiff_files toml ;;
+        "tune show") _tsdiff_files ;;
         "config") COMPREPLY=($(compgen -W "show" -- "$cur")) ;;
         "config show") _tsdiff_files toml ;;
     esac

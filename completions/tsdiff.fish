@@ -12,9 +12,9 @@ function __tsdiff_path --description 'the tsdiff (sub)command on the command lin
             continue
         end
         switch "$path|$word"
-            case '|preprocess' '|pretrain-tst' '|train' '|sample' '|evaluate' '|impute' '|forecast' '|monitor' '|classify' 'classify|train' 'classify|pretrain' 'classify|predict' 'classify|evaluate' '|config' 'config|show'
+            case '|preprocess' '|pretrain-tst' '|train' '|sample' '|evaluate' '|impute' '|forecast' '|monitor' '|classify' 'classify|train' 'classify|pretrain' 'classify|predict' 'classify|evaluate' '|tune' 'tune|run' 'tune|show' '|config' 'config|show'
                 set path (string trim -- "$path $word")
-            case 'classify evaluate|--input' 'classify evaluate|-i' 'classify predict|--input' 'classify predict|--output' 'classify predict|-i' 'classify predict|-o' 'classify pretrain|--device' 'classify pretrain|--epochs' 'classify pretrain|--max-minutes' 'classify pretrain|--resume' 'classify pretrain|--seed' 'classify train|--device' 'classify train|--epochs' 'classify train|--init' 'classify train|--label-fraction' 'classify train|--max-minutes' 'classify train|--resume' 'classify train|--seed' 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'forecast|--all-samples' 'forecast|--device' 'forecast|--input' 'forecast|--max-minutes' 'forecast|--output' 'forecast|--resume' 'forecast|--run' 'forecast|--samples' 'forecast|--seed' 'forecast|--steps' 'forecast|-i' 'forecast|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--resume' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--start-sigma' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--caption' 'sample|--condition' 'sample|--conditions' 'sample|--device' 'sample|--guidance' 'sample|--output' 'sample|--precision' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst' '|--threads'
+            case 'classify evaluate|--input' 'classify evaluate|-i' 'classify predict|--input' 'classify predict|--output' 'classify predict|-i' 'classify predict|-o' 'classify pretrain|--device' 'classify pretrain|--epochs' 'classify pretrain|--max-minutes' 'classify pretrain|--resume' 'classify pretrain|--seed' 'classify train|--device' 'classify train|--epochs' 'classify train|--init' 'classify train|--label-fraction' 'classify train|--max-minutes' 'classify train|--resume' 'classify train|--seed' 'evaluate|--config' 'evaluate|--gaps' 'evaluate|--generated' 'evaluate|--imputed' 'evaluate|--output' 'evaluate|--plots' 'evaluate|--real' 'evaluate|--repeats' 'evaluate|--seed' 'evaluate|-c' 'evaluate|-o' 'forecast|--all-samples' 'forecast|--device' 'forecast|--input' 'forecast|--max-minutes' 'forecast|--output' 'forecast|--resume' 'forecast|--run' 'forecast|--samples' 'forecast|--seed' 'forecast|--steps' 'forecast|-i' 'forecast|-o' 'impute|--borders' 'impute|--decoder' 'impute|--device' 'impute|--emb-dir' 'impute|--flag' 'impute|--holdout' 'impute|--input' 'impute|--model' 'impute|--output' 'impute|--pred-len' 'impute|--resume' 'impute|--samples' 'impute|--seed' 'impute|--seq-len' 'impute|--start-sigma' 'impute|--steps' 'impute|-i' 'impute|-o' 'monitor|--interval' 'monitor|--screenshot' 'preprocess|--missing-rate' 'preprocess|--output' 'preprocess|--seed' 'preprocess|--seq-len' 'preprocess|-o' 'pretrain-tst|--device' 'pretrain-tst|--epochs' 'sample|--caption' 'sample|--condition' 'sample|--conditions' 'sample|--device' 'sample|--guidance' 'sample|--output' 'sample|--precision' 'sample|--seed' 'sample|--steps' 'sample|-n' 'sample|-o' 'train|--device' 'train|--epochs' 'train|--max-minutes' 'train|--resume' 'train|--seed' 'train|--tst' 'tune run|--metric' 'tune run|--storage' 'tune run|--study' 'tune run|--trials' 'tune run|--workers' 'tune show|--storage' 'tune show|--top' '|--threads'
                 set skip 1
         end
     end
@@ -35,6 +35,7 @@ complete -c tsdiff -n '__tsdiff_at ""' -a impute -d 'Fill the gaps of a series, 
 complete -c tsdiff -n '__tsdiff_at ""' -a forecast -d 'Probabilistic forecasts: an iTransformer encoder with a few-step flow-matching head'
 complete -c tsdiff -n '__tsdiff_at ""' -a monitor -d 'Watch a run live: state, progress, loss and score charts, best scores, settings'
 complete -c tsdiff -n '__tsdiff_at ""' -a classify -d 'Classify and regress labelled series with gaps: a dual-patch transformer with missing-mask channels, optional masked-patch pretraining and SWA'
+complete -c tsdiff -n '__tsdiff_at ""' -a tune -d 'Hyper-parameter studies with Optuna: `tsdiff tune CONFIG` runs trials of the [tune.space] search space on validation scores; `tsdiff tune show STUDY` prints the best and writes best.toml'
 complete -c tsdiff -n '__tsdiff_at ""' -a config -d 'Inspect settings'
 complete -c tsdiff -n '__tsdiff_at ""' -l version -d 'Print the version and exit'
 complete -c tsdiff -n '__tsdiff_at ""' -l threads -x -d 'CPU threads for torch [default: OMP_NUM_THREADS when set, else one per physical core]; lower it when other heavy processes share the machine'
@@ -157,6 +158,22 @@ complete -c tsdiff -n '__tsdiff_at classify evaluate' -l no-plot -l plot -d 'Wri
 complete -c tsdiff -n '__tsdiff_at classify evaluate' -s q -l quiet -d 'Print nothing'
 complete -c tsdiff -n '__tsdiff_at classify evaluate' -s h -l help -d 'Show this message and exit'
 complete -c tsdiff -n '__tsdiff_at classify evaluate' -a '(__fish_complete_directories)'
+complete -c tsdiff -n '__tsdiff_at tune' -a run -d 'Run trials of an Optuna study over CONFIG\'s [tune.space] until it holds [tune] trials'
+complete -c tsdiff -n '__tsdiff_at tune' -a show -d 'Print the study\'s best trials and Optuna\'s parameter importances; write STUDY/best.toml, the settings of the best trial, which the job\'s own command accepts'
+complete -c tsdiff -n '__tsdiff_at tune' -s h -l help -d 'Show this message and exit'
+complete -c tsdiff -n '__tsdiff_at tune run' -l trials -x -d 'Trials in the study, over all its workers (overrides [tune] trials)'
+complete -c tsdiff -n '__tsdiff_at tune run' -l metric -x -d 'Validation metric to optimise, as the job\'s evaluation rows name it (overrides [tune] metric)'
+complete -c tsdiff -n '__tsdiff_at tune run' -l study -x -d 'Study name: created, or joined when it exists (default: the config\'s name)'
+complete -c tsdiff -n '__tsdiff_at tune run' -l storage -x -d 'An RDB URL (e.g'
+complete -c tsdiff -n '__tsdiff_at tune run' -l workers -x -d 'Worker processes on this machine, sharing its cores'
+complete -c tsdiff -n '__tsdiff_at tune run' -l resume -d 'Continue an interrupted study: its interrupted trials run again with their values'
+complete -c tsdiff -n '__tsdiff_at tune run' -s q -l quiet -d 'No progress lines and no summary'
+complete -c tsdiff -n '__tsdiff_at tune run' -s h -l help -d 'Show this message and exit'
+complete -c tsdiff -n '__tsdiff_at tune run' -a '(__fish_complete_suffix .toml)'
+complete -c tsdiff -n '__tsdiff_at tune show' -l storage -x -d 'The RDB URL, for a study stored in a database'
+complete -c tsdiff -n '__tsdiff_at tune show' -l top -x -d 'How many of the best trials to list'
+complete -c tsdiff -n '__tsdiff_at tune show' -s h -l help -d 'Show this message and exit'
+complete -c tsdiff -n '__tsdiff_at tune show' -F
 complete -c tsdiff -n '__tsdiff_at config' -a show -d 'Print the settings CONFIG resolves to, after environment overrides, as TOML'
 complete -c tsdiff -n '__tsdiff_at config' -s h -l help -d 'Show this message and exit'
 complete -c tsdiff -n '__tsdiff_at config show' -s h -l help -d 'Show this message and exit'

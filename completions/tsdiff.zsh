@@ -12,7 +12,7 @@ _tsdiff() {
     '1:command:->command' \
     '*::argument:->argument'
   case $state in
-    command) local -a commands=('preprocess:Make the windowed dataset file that [data] describes' 'pretrain-tst:Phase 1 only: fit the completion TST on observed values; `tsdiff train --tst RUN` reuses it' 'train:Train the generator: TST completion (phase 1), then diffusion with the masked loss' 'sample:Sample windows with the run'\''s EMA weights and write them in original units and columns' 'evaluate:Score generated windows against real ones with the papers'\'' metrics, or an imputation' 'impute:Fill the gaps of a series, from TimeKD embeddings or from a trained generator' 'forecast:Probabilistic forecasts: an iTransformer encoder with a few-step flow-matching head' 'monitor:Watch a run live: state, progress, loss and score charts, best scores, settings' 'classify:Classify and regress labelled series with gaps: a dual-patch transformer with missing-mask channels, optional masked-patch pretraining and SWA' 'config:Inspect settings')
+    command) local -a commands=('preprocess:Make the windowed dataset file that [data] describes' 'pretrain-tst:Phase 1 only: fit the completion TST on observed values; `tsdiff train --tst RUN` reuses it' 'train:Train the generator: TST completion (phase 1), then diffusion with the masked loss' 'sample:Sample windows with the run'\''s EMA weights and write them in original units and columns' 'evaluate:Score generated windows against real ones with the papers'\'' metrics, or an imputation' 'impute:Fill the gaps of a series, from TimeKD embeddings or from a trained generator' 'forecast:Probabilistic forecasts: an iTransformer encoder with a few-step flow-matching head' 'monitor:Watch a run live: state, progress, loss and score charts, best scores, settings' 'classify:Classify and regress labelled series with gaps: a dual-patch transformer with missing-mask channels, optional masked-patch pretraining and SWA' 'tune:Hyper-parameter studies with Optuna: `tsdiff tune CONFIG` runs trials of the [tune.space] search space on validation scores; `tsdiff tune show STUDY` prints the best and writes best.toml' 'config:Inspect settings')
       _describe -t commands 'tsdiff command' commands ;;
     argument)
       case $line[1] in
@@ -25,6 +25,7 @@ _tsdiff() {
         forecast) _tsdiff_forecast ;;
         monitor) _tsdiff_monitor ;;
         classify) _tsdiff_classify ;;
+        tune) _tsdiff_tune ;;
         config) _tsdiff_config ;;
       esac ;;
   esac
@@ -209,6 +210,45 @@ _tsdiff_classify_evaluate() {
     '(-q --quiet)'{-q,--quiet}'[Print nothing]' \
     '(-h --help)'{-h,--help}'[Show this message and exit]' \
     '*:RUN:_files -/'
+}
+
+_tsdiff_tune() {
+  local curcontext="$curcontext" state line
+  typeset -A opt_args
+  _arguments -C \
+    '(-h --help)'{-h,--help}'[Show this message and exit]' \
+    '1:command:->command' \
+    '*::argument:->argument'
+  case $state in
+    command) local -a commands=('run:Run trials of an Optuna study over CONFIG'\''s [tune.space] until it holds [tune] trials' 'show:Print the study'\''s best trials and Optuna'\''s parameter importances; write STUDY/best.toml, the settings of the best trial, which the job'\''s own command accepts')
+      _describe -t commands 'tsdiff tune command' commands ;;
+    argument)
+      case $line[1] in
+        run) _tsdiff_tune_run ;;
+        show) _tsdiff_tune_show ;;
+      esac ;;
+  esac
+}
+
+_tsdiff_tune_run() {
+  _arguments \
+    '--trials[Trials in the study, over all its workers (overrides \[tune\] trials)]:value: ' \
+    '--metric[Validation metric to optimise, as the job'\''s evaluation rows name it (overrides \[tune\] metric)]:value: ' \
+    '--study[Study name: created, or joined when it exists (default: the config'\''s name)]:value: ' \
+    '--storage[An RDB URL (e.g]:value: ' \
+    '--workers[Worker processes on this machine, sharing its cores]:value: ' \
+    '--resume[Continue an interrupted study: its interrupted trials run again with their values]' \
+    '(-q --quiet)'{-q,--quiet}'[No progress lines and no summary]' \
+    '(-h --help)'{-h,--help}'[Show this message and exit]' \
+    '*:CONFIG:_files -g "*.toml"'
+}
+
+_tsdiff_tune_show() {
+  _arguments \
+    '--storage[The RDB URL, for a study stored in a database]:value: ' \
+    '--top[How many of the best trials to list]:value: ' \
+    '(-h --help)'{-h,--help}'[Show this message and exit]' \
+    '*:file:_files'
 }
 
 _tsdiff_config() {

@@ -251,3 +251,22 @@ def test_a_phase_step_limit_ends_it_mid_epoch_and_the_next_phase_begins(tmp_path
         result = Trainer(task, run, seed=0, grad_clip=1.0).fit()
     assert task.seen == ["warm"] * 4 + ["main"] * 6 and result.steps == 10 and result.reason == "finished"
     assert task.phases()[0].planned_epochs == 2  # what the progress bar shows: 2 epochs, the second cut short
+
+
+def test_an_evaluation_hook_stops_training_with_its_reason_and_keeps_the_best(tmp_path):
+    """What a study's pruner uses: after each validation the hook sees its metrics and may stop."""
+    seen = []
+
+    def hook(metrics, step):
+        seen.append((metrics["val"], step))
+        return "pruned by test" if len(seen) == 3 else None
+
+    task = Counting(Clock(), 0, 0)
+    task.phases = lambda: [Phase("fit", 100, 4, 2, task._step, validate=task._validate)]
+    run = Run.create(tmp_path / "runs", "test", "t", "")
+    with run.lifecycle("test"):
+        run.begin("test")
+        result = Trainer(task, run, seed=0, grad_clip=1.0, on_eval=hook).fit()
+    assert result.reason == "pruned by test" and result.steps == 6
+    assert seen == [(1.0, 2), (0.5, 4), (1 / 3, 6)]
+    assert read_status(run.path)["state"] == "finished" and (run.path / "model.safetensors").is_file()

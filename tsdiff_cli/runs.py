@@ -51,6 +51,11 @@ LATEST = "latest"
 CACHE = "cache"
 _POINTER = "latest.json"  # inside checkpoints/: the newest complete checkpoint
 LOCK_FILE = ".lock"  # held (flock) by the one process writing the run; says its pid and host
+# a study folder (tsdiff tune): its description, Optuna's journal, links to its trials' runs, the best settings
+STUDY_FILE = "study.json"
+JOURNAL_FILE = "journal.log"
+TRIALS = "trials"
+BEST_SETTINGS_FILE = "best.toml"
 #: a folder holding any of these is a run directory
 MARKERS = (CONFIG_FILE, STATUS_FILE, METRICS_FILE)
 LOG_EVERY = 30.0  # seconds between training lines in log.txt

@@ -448,6 +448,30 @@ class ClassifySettings(_Section):
         return self
 
 
+class TuneSettings(_Section):
+    """``[tune]``: ``tsdiff tune CONFIG`` — an Optuna study over the other sections' settings.
+    The search space is the ``[tune.space]`` table: one key per setting ("section.key"), each a
+    range ``{low, high}`` (floats; ints when both are whole numbers; ``log = true`` for a
+    log scale; ``step`` for a grid) or ``{choices = [...]}``."""
+
+    job: Literal["auto", "train", "forecast", "classify"] = Field(
+        "auto", description='the training each trial runs: "train" (the generator), "forecast", "classify"; "auto": '
+        "classify when [classify] train is set, forecast when [forecast] data is set, else train")
+    metric: str | None = Field(None, description="the validation metric to optimise, as the run's evaluation rows name "
+                               "it (default: train discriminative, classify val_accuracy / val_rmse, forecast val_loss); "
+                               "never a test-split metric")
+    direction: Literal["auto", "minimize", "maximize"] = Field(
+        "auto", description='"auto": maximize accuracy, F1 and correlation metrics, minimize the rest')
+    trials: int = Field(20, ge=1, description="trials in the study (completed, pruned or failed), over all its workers")
+    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna's sampler (seeded with seed + worker)")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="stops a trial whose evaluations are worse than earlier trials' at the same step")
+    warmup: int = Field(1, ge=0, description="evaluations of a trial before the pruner may stop it")
+    seed: int = Field(0, description="the sampler's seed")
+    studies_dir: Path = Field(Path("studies"), description="where study folders are made")
+    space: dict[str, dict[str, Any]] = Field({}, description="the search space (see above)")
+
+
 class Settings(BaseSettings):
     """All settings, one attribute per TOML section.
 
@@ -468,6 +492,7 @@ class Settings(BaseSettings):
     impute: ImputeSettings = Field(default_factory=ImputeSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     classify: ClassifySettings = Field(default_factory=ClassifySettings)
+    tune: TuneSettings = Field(default_factory=TuneSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
@@ -591,8 +616,9 @@ def _explain(exc: ValidationError, config, toml, env_names, cli) -> UserError:
     return UserError(where, f"[{section}] {key} = {shown!r} is invalid: {message}{more}", "fix the value")
 
 
-def to_toml(settings: Settings) -> str:
-    """The canonical TOML text of resolved settings (unset optional keys are left out)."""
+def to_toml(settings: Settings, exclude: set[str] | None = None) -> str:
+    """The canonical TOML text of resolved settings (unset optional keys and the sections in
+    ``exclude`` are left out)."""
     import tomli_w
 
-    return tomli_w.dumps(settings.model_dump(mode="json", exclude_none=True))
+    return tomli_w.dumps(settings.model_dump(mode="json", exclude_none=True, exclude=exclude))

@@ -23,6 +23,7 @@ from tsdiff_cli.cli import monitor as monitor_cmd
 from tsdiff_cli.cli import preprocess as preprocess_cmd
 from tsdiff_cli.cli import sample as sample_cmd
 from tsdiff_cli.cli import train as train_cmd
+from tsdiff_cli.cli import tune as tune_cmd
 from tsdiff_cli.errors import Interrupted, UserError
 from tsdiff_cli.training.distributed import Released
 
@@ -108,6 +109,7 @@ app.command("impute")(impute_cmd.impute_command)
 app.command("forecast")(forecast_cmd.forecast_command)
 app.command("monitor")(monitor_cmd.monitor_command)
 app.add_typer(classify_cmd.app, name="classify")
+app.add_typer(tune_cmd.app, name="tune")
 app.add_typer(config_cmd.app, name="config")
 
 

@@ -12,7 +12,7 @@ from tsdiff_cli.runs import latest_link
 
 
 def monitor_command(
-    run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory, runs/latest (followed to each newer run) or a runs folder.")] = latest_link(Path("runs")),
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory, runs/latest (followed to each newer run), a runs folder, or a study folder of `tsdiff tune` (its trials, and the newest trial's run live).")] = latest_link(Path("runs")),
     once: Annotated[bool, typer.Option("--once", help="Print a summary (state, progress, latest and best scores) and exit; the default when stdout is not a terminal.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between looks at the run's files (0.1 to 60).")] = 1.0,
     linear: Annotated[bool, typer.Option("--linear", help="Start with linear chart axes (default: log; press l to switch).")] = False,
@@ -26,6 +26,7 @@ def monitor_command(
     from tsdiff_cli.errors import UserError
     from tsdiff_cli.monitor.locate import resolve_run
     from tsdiff_cli.monitor.model import RunState
+    from tsdiff_cli.monitor.study import study_of
 
     if not 0.1 <= interval <= 60:
         raise UserError("--interval", f"{interval:g} seconds is out of range", "use 0.1 to 60")
@@ -45,7 +46,7 @@ def monitor_command(
         state.refresh(budget=float("inf"))
         if state.gone:  # deleted while being read: what was read is not the run's state
             raise UserError(run, "was deleted while it was being read", "check the path; there is no run to show")
-        print_summary(state)
+        print_summary(state, study=study_of(target))
         return
     from tsdiff_cli.monitor.app import MonitorApp
 

@@ -33,7 +33,7 @@ from tsdiff_cli.runs import (BASE_MODEL_FILE, MODEL_FILE, SAMPLING_WEIGHTS_FILE,
 from tsdiff_cli.settings import ClassifySettings, Settings, to_toml
 from tsdiff_cli.training.device import resolve_device
 from tsdiff_cli.training.distributed import World, join, shared_run
-from tsdiff_cli.training.loop import Budget, OnStep, Trainer
+from tsdiff_cli.training.loop import Budget, OnEval, OnStep, Trainer
 
 KIND, ENCODER_KIND = "classifier", "classifier-encoder"
 TRAIN_COMMAND, PRETRAIN_COMMAND = "tsdiff classify train CONFIG", "tsdiff classify pretrain CONFIG"
@@ -208,7 +208,7 @@ def _target_scale(data: LabelledSet) -> dict[str, tuple[float, float]]:
 
 def train_classifier(s: Settings, config_name: str, *, update: Update = no_update, on_step: OnStep | None = None,
                      on_run: Callable[[Run], None] | None = None, resume: Path | None = None,
-                     started: float | None = None) -> ClassifierRun:
+                     started: float | None = None, on_eval: OnEval | None = None) -> ClassifierRun:
     """Train on ``[classify] train`` (validation carved out unless ``val`` is given), keep the best
     validation epoch (and the SWA average with ``swa``), then score on validation and, once, on
     ``test`` when given."""
@@ -243,7 +243,7 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
                         class_weights=_class_weights(train) if p.class_weights else {},
                         sample_weights=torch.tensor(balanced[0], dtype=torch.float64) if balanced else None,
                         head_epochs=p.head_epochs if p.init is not None else 0)
-    run, trainer = _trainer(s, "classify", config_name, task, device, world, resume, on_run, on_step, started)
+    run, trainer = _trainer(s, "classify", config_name, task, device, world, resume, on_run, on_step, started, on_eval)
     with run.lifecycle("classify train", resume_hint=f"tsdiff classify train --resume {run.path}"):
         if resume is not None:
             trainer.restore()
@@ -288,7 +288,7 @@ def train_classifier(s: Settings, config_name: str, *, update: Update = no_updat
 
 def _trainer(s: Settings, command: str, config_name: str, task, device: torch.device, world: World,
              resume: Path | None, on_run: Callable[[Run], None] | None, on_step: OnStep | None,
-             started: float | None) -> tuple[Run, Trainer]:
+             started: float | None, on_eval: OnEval | None = None) -> tuple[Run, Trainer]:
     """The run (new, or ``resume``) and the shared loop's trainer for ``task``."""
     p = s.classify
     run = shared_run(world, lambda: Run.open(resume) if resume is not None
@@ -296,7 +296,7 @@ def _trainer(s: Settings, command: str, config_name: str, task, device: torch.de
     if on_run is not None and world.main:
         on_run(run)
     trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
-                      device=device, on_step=on_step, world=world)
+                      device=device, on_step=on_step, world=world, on_eval=on_eval)
     return run, trainer
 
 

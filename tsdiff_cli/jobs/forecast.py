@@ -32,7 +32,7 @@ from tsdiff_cli.runs import Run, run_model
 from tsdiff_cli.settings import Settings, to_toml
 from tsdiff_cli.training.device import resolve_device
 from tsdiff_cli.training.distributed import join, shared_run
-from tsdiff_cli.training.loop import Budget, OnStep, Trainer
+from tsdiff_cli.training.loop import Budget, OnEval, OnStep, Trainer
 
 FORECAST_COMMAND = "tsdiff forecast CONFIG"
 QUANTILE_COLUMNS = {"q05": 0.05, "q25": 0.25, "q75": 0.75, "q95": 0.95}
@@ -51,7 +51,7 @@ class TrainedForecaster:
 
 def train_forecaster(s: Settings, config_name: str, *, update: Update = no_update, on_step: OnStep | None = None,
                      on_run: Callable[[Run], None] | None = None, resume: Path | None = None,
-                     started: float | None = None) -> TrainedForecaster:
+                     started: float | None = None, on_eval: OnEval | None = None) -> TrainedForecaster:
     """Train on ``[forecast] data`` (TSLib split) in a new run (or continue ``resume``), keep the
     epoch with the best validation loss, then score it and the baselines on the test windows.
     ``started`` (time.monotonic) is when the training budget began, by default when training does."""
@@ -88,7 +88,7 @@ def train_forecaster(s: Settings, config_name: str, *, update: Update = no_updat
     if on_run is not None and world.main:
         on_run(run)
     trainer = Trainer(task, run, seed=p.seed, grad_clip=p.grad_clip, budget=Budget(p.max_steps, p.max_minutes, started),
-                      device=device, on_step=on_step, world=world)
+                      device=device, on_step=on_step, world=world, on_eval=on_eval)
     with run.lifecycle("forecast", resume_hint=f"tsdiff forecast --resume {run.path}"):
         if resume is not None:
             trainer.restore()  # before begin(): a run that cannot be resumed keeps its state

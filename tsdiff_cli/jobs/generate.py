@@ -21,7 +21,7 @@ from tsdiff_cli.runs import TST_FILE, Run, read_status, run_model, run_settings
 from tsdiff_cli.settings import Settings, to_toml
 from tsdiff_cli.training.device import resolve_device, use_bf16
 from tsdiff_cli.training.distributed import join, shared_run
-from tsdiff_cli.training.loop import Budget, OnStep, Trainer
+from tsdiff_cli.training.loop import Budget, OnEval, OnStep, Trainer
 
 GENERATOR_COMMAND = "tsdiff train CONFIG"
 CAPTION = "caption"  # the column of captions in a --conditions table and in conditional samples
@@ -58,11 +58,12 @@ class TrainedGenerator:
 
 def train_generator(settings: Settings, config_name: str, *, command: str = "train", tst_only: bool = False,
                     resume: Path | None = None, tst_from: Path | None = None, on_step: OnStep | None = None,
-                    on_run=None, started: float | None = None) -> TrainedGenerator:
+                    on_run=None, started: float | None = None, on_eval: OnEval | None = None) -> TrainedGenerator:
     """Train the generator of ``settings`` in a new run directory (or continue ``resume``):
     the TST phase (all of ``pretrain-tst``), then diffusion; ``tst_from`` takes the TST of a
     pretrain-tst run instead of training one. ``started`` (time.monotonic) is when the time
-    budget began, by default when training does."""
+    budget began, by default when training does. ``on_eval`` sees every selection score (a study's
+    pruner: a reason it returns stops the run)."""
     from tsdiff_cli.jobs.architectures import generator_config
     from tsdiff_cli.training.generator import GeneratorTask, selection_rows
 
@@ -105,7 +106,7 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     t = settings.train
     trainer = Trainer(task, run, seed=t.seed, grad_clip=t.grad_clip, budget=Budget(t.max_steps, t.max_minutes, started),
                       checkpoint_minutes=t.checkpoint_minutes, bf16=use_bf16(t.precision, device), device=device,
-                      on_step=on_step, world=world)
+                      on_step=on_step, world=world, on_eval=on_eval)
     with run.lifecycle(command, resume_hint=f"tsdiff train --resume {run.path}"):
         if resume is not None:
             trainer.restore()  # before begin(): a run that cannot be resumed keeps its state

@@ -3,6 +3,7 @@ latest and best scores, the run's settings; a run picker and a help screen."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,13 @@ from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from tsdiff_cli.monitor.chart import Chart
 from tsdiff_cli.monitor.locate import summarize
+from tsdiff_cli.monitor.study import study_of, trial_rows
 from tsdiff_cli.monitor.model import RunState
 from tsdiff_cli.monitor.summary import STATE_STYLE, best_cell, duration, number, problems, progress_line, state_text
 from tsdiff_cli.runs import CONFIG_FILE, METRICS_FILE, is_run, list_runs
+
+
+TRIALS_EVERY = 5.0  # seconds between looks at a study's trials
 
 
 class RunPicker(ModalScreen[Path | None]):
@@ -100,6 +105,7 @@ class MonitorApp(App):
     #charts { width: 2fr; }
     #side { width: 1fr; min-width: 36; }
     #scores-table { height: auto; max-height: 12; border: round $primary; }
+    #trials { height: auto; max-height: 14; border: round $primary; }
     #config-box { height: 1fr; border: round $primary; }
     #notice { height: auto; padding: 0 1; }
     #picker { width: 90%; height: auto; max-height: 80%; border: round $primary; background: $surface; }
@@ -121,6 +127,8 @@ class MonitorApp(App):
         self.follow = self.target.is_symlink()  # runs/latest: move on to each newer run
         self.interval, self.log_scale = interval, log_scale
         self.run_state = RunState(self.target)
+        self.study = study_of(self.target)  # a tune study: its trials beside the newest trial's run
+        self._trials_at = -math.inf
         self._drawn = -1  # run_state.version the charts and table show
         self._catching_up = False  # a quick follow-up poll is scheduled
 
@@ -141,6 +149,8 @@ class MonitorApp(App):
                 yield ui.losses
                 yield ui.scores
             with Vertical(id="side"):
+                if self.study is not None:
+                    yield DataTable(id="trials", cursor_type="none")
                 yield ui.table
                 with VerticalScroll(id="config-box"):
                     yield ui.config
@@ -149,6 +159,8 @@ class MonitorApp(App):
 
     def on_mount(self) -> None:
         self.ui.table.add_columns("score", "latest", "best")
+        if self.study is not None:
+            self.query_one("#trials", DataTable).add_columns("trial", "state", "value", "settings")
         self.query_one("#config-box").border_title = CONFIG_FILE
         self.set_interval(self.interval, self.poll)
         self.poll()
@@ -157,6 +169,8 @@ class MonitorApp(App):
 
     def poll(self) -> None:
         self._follow_link()
+        if self.study is not None and self.run_state.clock() - self._trials_at > TRIALS_EVERY:
+            self._show_trials()
         self.run_state.refresh(budget=0.15)
         self._show_status()
         if self.run_state.version != self._drawn:
@@ -177,6 +191,20 @@ class MonitorApp(App):
         if newest != self.run_state.path and is_run(newest):
             self._open(newest, follow=True)
             self.notify(f"{self.target} now points to {newest.name}", title="new run")
+
+    def _show_trials(self) -> None:
+        self._trials_at = self.run_state.clock()
+        try:
+            table = self.query_one("#trials", DataTable)
+        except Exception:  # the app is closing
+            return
+        study, rows = trial_rows(self.study)
+        table.clear()
+        table.border_title = f"trials — {study['metric']} ({study['direction']})"
+        for r in rows:
+            table.add_row(str(r.number), Text(r.state, style=STATE_STYLE.get(r.state, "")), number(r.value),
+                          " ".join(f"{k.split('.')[-1]}={number(v) if isinstance(v, float) else v}"
+                                   for k, v in r.params.items()))
 
     def _open(self, path: Path, follow: bool) -> None:
         self.follow = follow

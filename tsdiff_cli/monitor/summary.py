@@ -12,7 +12,7 @@ from tsdiff_cli.monitor.model import RunProgress, RunState, ScoreRow
 from tsdiff_cli.runs import METRICS_FILE, STATUS_FILE
 
 STATE_STYLE = {
-    "running": "bold green", "finished": "bold blue", "failed": "bold red", "interrupted": "bold yellow",
+    "running": "bold green", "finished": "bold blue", "failed": "bold red", "interrupted": "bold yellow", "pruned": "yellow",
     "stale": "bold magenta", "starting": "bold cyan", "gone": "bold red",
 }
 
@@ -125,5 +125,26 @@ def summary(run: RunState) -> Group:
     return Group(*lines)
 
 
-def print_summary(run: RunState, console: Console | None = None) -> None:
-    (console or Console(highlight=False)).print(summary(run))
+def trials_table(folder) -> Table:
+    """A study's trials (tsdiff tune): state, the study's metric (best of each run), the values tried."""
+    from tsdiff_cli.monitor.study import trial_rows
+
+    study, rows = trial_rows(folder)
+    table = Table(title=f"study {study['name']}: {study['metric']} ({study['direction']})", title_justify="left")
+    table.add_column("trial", justify="right")
+    table.add_column("state")
+    table.add_column(study["metric"], justify="right")
+    table.add_column("settings")
+    for r in rows:
+        table.add_row(str(r.number), Text(r.state, style=STATE_STYLE.get(r.state, "")), number(r.value),
+                      "  ".join(f"{k}={number(v) if isinstance(v, float) else v}" for k, v in r.params.items()))
+    return table
+
+
+def print_summary(run: RunState, console: Console | None = None, study=None) -> None:
+    """``--once``: the run's summary, after its study's trials when it is a study's latest trial."""
+    console = console or Console(highlight=False)
+    if study is not None:
+        console.print(trials_table(study))
+        console.print(Text("newest trial:", style="dim"))
+    console.print(summary(run))

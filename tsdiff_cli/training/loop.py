@@ -62,6 +62,8 @@ from tsdiff_cli.training.distributed import SINGLE, Released, World
 
 StepOutput = tuple[torch.Tensor, dict[str, Any]]  # (objective to minimise, values to log)
 OnStep = Callable[[dict], None]  # progress: phase, epoch, epochs, batch, batches, step and the logged values
+# after each validation (rank 0): its metrics and the step; returns a reason to stop (e.g. a study's pruner) or None
+OnEval = Callable[[dict, int], "str | None"]
 HEARTBEAT = 30.0  # seconds between status.json updates within an epoch
 
 
@@ -270,12 +272,12 @@ class Trainer:
     def __init__(self, task: Task, run: Run, *, seed: int, grad_clip: float, budget: Budget | None = None,
                  checkpoint_minutes: float = 5.0, bf16: bool = False, device: torch.device | None = None,
                  on_step: OnStep | None = None, clock: Callable[[], float] = time.monotonic,
-                 world: World = SINGLE):
+                 world: World = SINGLE, on_eval: OnEval | None = None):
         self.task, self.run = task, run
         self.seed, self.grad_clip, self.budget = seed, grad_clip, budget or Budget()
         self.checkpoint_minutes, self.bf16 = checkpoint_minutes, bf16
         self.device = device or torch.device("cpu")
-        self.on_step, self.clock = on_step, clock
+        self.on_step, self.on_eval, self.clock = on_step, on_eval, clock
         self.world = world
         self.phases = task.phases()
         self.pos = Position()
@@ -502,7 +504,7 @@ class Trainer:
 
     def _stop_early(self) -> str:
         w = self.task.watch
-        self.pos.stopped = f"early-stopped after {w.patience} evaluations without a better {w.metric}"
+        self.pos.stopped = self.pos.stopped or f"early-stopped after {w.patience} evaluations without a better {w.metric}"
         self.pos.phase = len(self.phases)
         return self.pos.stopped
 
@@ -566,6 +568,10 @@ class Trainer:
             pos.kept_at = pos.step
         if watch is not None and pos.best is not None:
             self._status(**{f"best_{watch.metric}": pos.best})
+        stop = self.on_eval(metrics, pos.step) if self.on_eval is not None else None
+        if stop:  # e.g. a study's pruner: the run ends complete, its best weights kept
+            pos.stopped = stop
+            return True
         return bool(watch is not None and watch.patience and pos.stale >= watch.patience)
 
     # --- run files (rank 0's side effects) --------------------------------------------------------
