@@ -115,7 +115,7 @@ def test_resume_runs_an_interrupted_trial_again_with_its_values(cli, workdir):
     orphan.suggest_categorical("classify.d_model", [16, 32])
     out = cli("tune", config, "--resume")
     assert out.exit_code == 0, out.output
-    assert "1 interrupted trial(s) queued again" in out.output
+    assert "1 interrupted trial(s) marked failed and queued again" in out.output
     trials = _trials(workdir / "studies" / "s")
     again = [t for t in trials if t.user_attrs.get("retry_of") == orphan.number]
     assert len(again) == 1 and again[0].params == orphan.params
@@ -151,3 +151,16 @@ def test_workers_share_a_study_in_postgresql(cli, workdir):
     assert more.exit_code == 0 and len(_trials(folder, url)) == len(trials) + 1
     refused = cli("tune", "show", folder)
     assert refused.exit_code == 2 and "--storage" in refused.output
+
+
+def test_a_metric_the_job_does_not_log_stops_the_study_with_exit_2(cli, workdir):
+    out = cli("tune", _study(workdir), "--metric", "val_nonsense")
+    assert out.exit_code == 2
+    assert "'val_nonsense' is not among the classify job's validation metrics" in out.output and "val_accuracy" in out.output
+    assert len(_trials(workdir / "studies" / "s")) == 1  # stopped at the first trial, not tried on every one
+
+
+def test_a_database_that_cannot_be_reached_is_one_line(cli, workdir):
+    out = cli("tune", _study(workdir), "--storage", "postgresql://me:secret@127.0.0.1:1/nowhere")
+    assert out.exit_code == 2 and "127.0.0.1:1" in out.output and "secret" not in out.output
+    assert len(out.output.strip().splitlines()) == 1

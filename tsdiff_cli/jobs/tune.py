@@ -30,6 +30,14 @@ from tsdiff_cli.runs import BEST_SETTINGS_FILE, JOURNAL_FILE, LATEST, STUDY_FILE
 from tsdiff_cli.settings import SECTIONS, Settings, load_settings, to_toml
 
 MAXIMIZE = ("accuracy", "f1", "corr", "coverage_score")
+
+
+class MetricMissing(UserError):
+    """The study's metric is not what the job logs: every trial would fail, so the study stops."""
+
+
+class TrialFailed(Exception):
+    """One trial failed on its own (its values, its training); Optuna records it and goes on."""
 DEFAULT_METRIC = {"train": "discriminative", "forecast": "val_loss"}
 Say = Callable[[str], None]
 
@@ -146,7 +154,10 @@ def _storage(folder: Path, url: str | None):
 
         return JournalStorage(JournalFileBackend(str(folder / JOURNAL_FILE)))
     try:
-        return optuna.storages.RDBStorage(url)
+        # heartbeats: a trial whose worker stops beating for 2 minutes (killed, on any machine) is
+        # failed by the next worker to start a trial, and run again once with its values
+        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120,
+                                          failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
     except Exception as exc:  # a driver missing, a server not reachable, a bad URL
         raise UserError("--storage", f"cannot open {_redact(url)} ({str(exc).splitlines()[0][:200]})",
                         "check the URL, that the server is reachable and its driver installed "
@@ -225,15 +236,39 @@ def _counted(study) -> int:
     return n
 
 
-def requeue_interrupted(study, say: Say) -> int:
-    """``--resume``: trials left running by a process that was killed, and trials stopped by
-    Ctrl-C, are marked failed and their values queued to run again (once)."""
+def _me() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead(worker: str | None) -> bool:
+    """Whether the worker ``host:pid`` is provably gone: a process of this machine that no longer exists."""
+    import socket
+
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def requeue_interrupted(study, say: Say, everywhere: bool = False) -> int:
+    """Trials whose worker died (killed on this machine; with ``everywhere``, ``--resume``, every
+    trial still marked running, wherever its worker was) and trials stopped by Ctrl-C (with
+    ``everywhere``) are marked failed and their values queued to run again, once."""
     from optuna.trial import TrialState
 
     again = 0
     for t in study.get_trials(deepcopy=False):
-        stale = t.state == TrialState.RUNNING
-        stopped = t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and not t.user_attrs.get("requeued")
+        stale = t.state == TrialState.RUNNING and (everywhere or _dead(t.user_attrs.get("worker")))
+        stopped = (everywhere and t.state == TrialState.FAIL and t.user_attrs.get("interrupted")
+                   and not t.user_attrs.get("requeued"))
         if not (stale or stopped):
             continue
         if stale:  # attributes first: a finished trial takes no more
@@ -245,7 +280,7 @@ def requeue_interrupted(study, say: Say) -> int:
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         again += 1
     if again:
-        say(f"{again} interrupted trial(s) queued again with their values")
+        say(f"{again} interrupted trial(s) marked failed and queued again with their values")
     return again
 
 
@@ -271,6 +306,7 @@ def objective(s0: Settings, desc: Study, trials: int, say: Say):
     touches_data = any(k.startswith("data.") for k in space)
 
     def run_trial(trial) -> float:
+        trial.set_user_attr("worker", _me())
         values = suggest(trial, space)
         if touches_data:  # each trial preprocesses its own dataset file
             values.setdefault("data", {})["output"] = str(desc.folder / "data" / f"trial-{trial.number:04d}.h5")
@@ -292,7 +328,7 @@ def objective(s0: Settings, desc: Study, trials: int, say: Say):
         def on_eval(metrics: dict, step: int) -> str | None:
             if desc.metric not in metrics:
                 names = ", ".join(sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and k != "best"))
-                raise UserError("--metric", f"{desc.metric!r} is not among the {desc.job} job's validation metrics "
+                raise MetricMissing("--metric", f"{desc.metric!r} is not among the {desc.job} job's validation metrics "
                                 f"({names})", "name one of them in [tune] metric or --metric")
             value = float(metrics[desc.metric])
             seen.append(value)
@@ -308,14 +344,16 @@ def objective(s0: Settings, desc: Study, trials: int, say: Say):
         except Interrupted:
             trial.set_user_attr("interrupted", True)
             raise
-        except UserError as exc:
+        except MetricMissing:
+            raise  # the study itself is wrong: it stops, exit 2
+        except UserError as exc:  # this trial's values (or its training) failed: the study goes on
             trial.set_user_attr("error", str(exc))
             say(f"trial {trial.number} failed: {exc}")
-            raise
+            raise TrialFailed(str(exc)) from None
         reason = getattr(result, "reason", "")
         if not seen:
             trial.set_user_attr("error", "no validation ran")
-            raise UserError(f"trial {trial.number}", f"logged no {desc.metric} (no validation ran: {reason})",
+            raise MetricMissing(f"trial {trial.number}", f"logged no {desc.metric} (no validation ran: {reason})",
                             "make the job validate, e.g. [train] eval_every > 0")
         best = min(v * sign for v in seen) * sign
         if str(reason).startswith("pruned"):
@@ -325,6 +363,7 @@ def objective(s0: Settings, desc: Study, trials: int, say: Say):
         return best
 
     def enough(study, frozen) -> None:
+        requeue_interrupted(study, say)  # a worker of this machine that was killed: its trial runs again
         if _counted(study) >= trials:
             study.stop()
 
@@ -338,6 +377,8 @@ def run_study(s: Settings, config: Path, *, name: str, storage: str | None, tria
     check_space(s.tune.space)
     study, desc = open_study(s, config, name, storage, metric=metric, worker=worker)
     if resume and worker == 0:
+        requeue_interrupted(study, say, everywhere=True)
+    elif worker <= 1:
         requeue_interrupted(study, say)
     if workers > 1:
         return _spawn(s, config, desc, study, storage, trials, metric, workers, say)
@@ -345,7 +386,7 @@ def run_study(s: Settings, config: Path, *, name: str, storage: str | None, tria
     if _counted(study) >= trials:
         say(f"study {name} already holds {_counted(study)} trials (of {trials})")
         return desc
-    study.optimize(run_trial, catch=(UserError,), callbacks=[enough])
+    study.optimize(run_trial, catch=(TrialFailed,), callbacks=[enough])
     return desc
 
 
@@ -375,8 +416,11 @@ def _spawn(s: Settings, config: Path, desc: Study, study, storage: str | None, t
         for p in procs:
             p.wait()
         raise Interrupted(f"study {desc.name}: stopped; continue with `tsdiff tune {config} --study {desc.name} --resume`")
-    if any(codes):
-        raise UserError(f"study {desc.name}", f"a worker ended with status {max(codes)}", "see its message above")
+    bad = [c for c in codes if c]
+    if bad:
+        how = f"was killed (signal {-bad[0]})" if bad[0] < 0 else f"ended with status {bad[0]}"
+        raise UserError(f"study {desc.name}", f"a worker {how}; the others finished the study's trials",
+                        f"see its message above; `tsdiff tune {config} --study {desc.name} --resume` runs what is missing")
     return desc
 
 
