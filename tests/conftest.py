@@ -96,3 +96,19 @@ device = "cpu"
 steps = 3
 batch_size = 64
 """
+
+
+#: A classifier small enough for tests: BasicMotions (shipped), a tiny dual-patch transformer, a few epochs.
+TINY_CLASSIFY = """
+[classify]
+train = "BasicMotions_TRAIN"
+d_model = 16
+heads = 2
+layers = 1
+ff = 32
+patch_len = 20
+patch_stride = 10
+epochs = 3
+batch_size = 8
+device = "cpu"
+"""

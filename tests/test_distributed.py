@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY
+from conftest import TINY, TINY_CLASSIFY
 from tsdiff_cli.training.distributed import from_env
 from tsdiff_cli.training.loop import Shard
 
@@ -28,20 +28,7 @@ GENERATOR = (TINY.replace("missing_rate = 0.3", "missing_rate = 0.0")
              .replace("[model]\n", "[model]\ndropout = 0.0\n")
              .replace('device = "cpu"\n', 'device = "cpu"\nprecision = "fp32"\n'))
 
-CLASSIFY = """
-[classify]
-train = "BasicMotions_TRAIN"
-d_model = 16
-heads = 2
-layers = 1
-ff = 32
-patch_len = 20
-patch_stride = 10
-dropout = 0.0
-epochs = 3
-batch_size = 8
-device = "cpu"
-"""
+CLASSIFY = TINY_CLASSIFY + "dropout = 0.0\n"
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -7,22 +7,10 @@ import os
 
 import pytest
 
-from conftest import write_toml
+from conftest import TINY_CLASSIFY, write_toml
 from tsdiff_cli.settings import load_settings
 
-STUDY = """
-[classify]
-train = "BasicMotions_TRAIN"
-d_model = 16
-heads = 2
-layers = 1
-ff = 32
-patch_len = 20
-patch_stride = 10
-epochs = 3
-batch_size = 8
-device = "cpu"
-
+STUDY = TINY_CLASSIFY + """
 [tune]
 trials = {trials}
 
