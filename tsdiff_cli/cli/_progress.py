@@ -3,9 +3,10 @@ otherwise, nothing with --quiet."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
+
+from tsdiff_cli.training.distributed import from_env
 
 
 def _clock(seconds: float) -> str:
@@ -25,7 +26,7 @@ class Reporter:
 
     def __init__(self, quiet: bool, every: float = 30.0, stream=None):
         # under torchrun only rank 0 shows progress: the others train the same steps
-        self.quiet, self.every = quiet or os.environ.get("RANK", "0") != "0", every
+        self.quiet, self.every = quiet or not from_env().main, every
         self.stream = stream if stream is not None else sys.stdout
         self.bar, self._tasks, self._started, self._printed, self._done = None, {}, {}, {}, set()
         self._epoch_task, self._epoch, self._last_step_line = None, None, 0.0

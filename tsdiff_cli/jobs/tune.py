@@ -480,10 +480,3 @@ def summary(where: Path, storage: str | None, top: int = 10) -> dict:
         write_text(path, header + text)
         out["best_toml"] = str(path)
     return out
-
-
-def trial_rows(where: Path, storage: str | None = None) -> list[dict]:
-    """Every trial as a row (number, state, value, params, run) for the monitor."""
-    study, _ = load(where, storage)
-    return [{"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
-             "run": t.user_attrs.get("run")} for t in study.get_trials(deepcopy=False)]

@@ -59,7 +59,8 @@ class World:
         """Words for the run's log: nothing for one process."""
         return "" if self.size == 1 else f" × {self.size} processes ({self.local_size} on this machine)"
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def collective(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()``, a call that waits on the other processes; its failure is :class:`PeerLost`."""
         import torch.distributed as dist
 
         try:
@@ -73,7 +74,7 @@ class World:
         if self.size > 1:
             import torch.distributed as dist
 
-            self._call("waiting for the other processes", dist.barrier)
+            self.collective("waiting for the other processes", dist.barrier)
 
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value`` (any JSON-like object), on every rank."""
@@ -82,7 +83,7 @@ class World:
         import torch.distributed as dist
 
         box = [value if self.main else None]
-        self._call("receiving rank 0's decision", lambda: dist.broadcast_object_list(box, src=0))
+        self.collective("receiving rank 0's decision", lambda: dist.broadcast_object_list(box, src=0))
         return box[0]
 
     def agree(self, flags: list[int]) -> list[int]:
@@ -95,7 +96,7 @@ class World:
         t = torch.tensor(flags, dtype=torch.int64)
         if dist.get_backend() == "nccl":
             t = t.cuda()
-        self._call("agreeing on whether to stop", lambda: dist.all_reduce(t, op=dist.ReduceOp.MAX))
+        self.collective("agreeing on whether to stop", lambda: dist.all_reduce(t, op=dist.ReduceOp.MAX))
         return [int(v) for v in t.cpu()]
 
     def first(self, make: Callable[[], T]) -> T:

@@ -305,7 +305,7 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         # a phase may leave parameters without gradients (the TST phase of the generator, a frozen
         # encoder): DDP must not wait for them
-        self.trained = w._call("wrapping the model", lambda: DistributedDataParallel(
+        self.trained = w.collective("wrapping the model", lambda: DistributedDataParallel(
             self.trained, device_ids=ids, find_unused_parameters=True))
         # torch's own generator (dropout) differs per rank; the tasks' generators do not (Shard)
         torch.manual_seed(self.seed * 7919 + w.rank)
@@ -392,7 +392,7 @@ class Trainer:
             raise Diverged(f"{bad} became {values.get(bad, loss.item())} at step {self.pos.step}")
         task.optimizer.zero_grad(set_to_none=True)
         if self.world.size > 1:  # the gradients' all-reduce runs inside backward
-            self.world._call("averaging gradients", loss.backward)
+            self.world.collective("averaging gradients", loss.backward)
         else:
             loss.backward()
         for group in task.optimizer.param_groups:  # each group clipped on its own
