@@ -163,10 +163,19 @@ class ModelSettings(_Section):
         '"residual" (ADM\'s up/down residual blocks, as the paper\'s reference network; the paper presets)')
     project: bool = Field(False, description="project the denoiser's output onto delay-consistent images (every pixel "
                           "of a time step equal); false in the paper presets")
+    quantiles: int = Field(0, ge=0, description="knots of a per-feature quantile map: the model learns each feature's "
+                           "rank in the training data (uniform marginals) and samples return through its quantiles, "
+                           "so discrete levels and heavy tails come out as in the data (0: off; e.g. 1001)")
     caption_dim: int = Field(64, ge=8, description="conditional generation: width of the caption encoder's word tokens "
                              "(the U-Net cross-attends to them)")
     caption_layers: int = Field(1, ge=0, description="transformer layers over the caption's words (0: mean of word "
                                 "embeddings)")
+
+    @model_validator(mode="after")
+    def _quantiles(self):
+        if self.quantiles == 1:
+            raise ValueError("quantiles 1 cannot map a feature (use 0 for off, or at least 2 knots, e.g. 1001)")
+        return self
 
 
 class TrainSettings(_Section):

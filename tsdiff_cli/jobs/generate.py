@@ -139,13 +139,16 @@ def window_conditions(ds: WindowDataset, rows) -> Conditions:
 def _pretrained_tst(run: Path, cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
     """The TST weights of a pretrain-tst run, checked against the architecture about to use them."""
     tensors, meta = run_model(run, "tst", "tsdiff pretrain-tst CONFIG", TST_FILE)
-    saved = json.loads(meta.get("config", "{}"))
-    saved = saved.get("tst", saved)  # a generator config, or (older files) the TST's alone
+    whole = json.loads(meta.get("config", "{}"))
+    saved = whole.get("tst", whole)  # a generator config, or (older files) the TST's alone
     saved.setdefault("residual", False)  # written before the field existed
     if saved != cfg.tst.to_dict():
         raise UserError(run, "holds a TST of another architecture than these settings' [tst]",
                         "pretrain with the same [tst] settings, or drop --tst")
-    return tensors
+    if whole.get("quantiles", 0) != cfg.quantiles:  # the TST learnt in ranks, or in the data's values
+        raise UserError(run, f"holds a TST trained with [model] quantiles = {whole.get('quantiles', 0)}, these settings "
+                        f"have {cfg.quantiles}", "pretrain with the same [model] quantiles, or drop --tst")
+    return {k: v for k, v in tensors.items() if k != "knots"}  # this run fits its own map on its data
 
 
 # --- sampling ----------------------------------------------------------------------------------
@@ -157,6 +160,8 @@ def load_generator(run: Path, device: torch.device) -> tuple[Generator, dict[str
         model = Generator(GeneratorConfig.from_json(meta["config"]))
         model.tst.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("tst.")})
         model.denoiser.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("denoiser.")})
+        if model.knots is not None:
+            model.knots.copy_(tensors["knots"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise UserError(run, f"holds a generator this tsdiff cannot read ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:120]})", "train again with this version") from None

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tsdiff_cli.models import marginal
 from tsdiff_cli.models.condition import ConditionalNet, ConditionConfig, ConditionEncoder, Conditions, Guided
 from tsdiff_cli.models.delay import DelayEmbedding
 from tsdiff_cli.models.edm import Denoiser, heun_sample
@@ -31,19 +32,21 @@ class GeneratorConfig:
     unet: UNetConfig
     project: bool  # denoiser output projected onto delay-consistent images
     condition: ConditionConfig | None = None  # conditional generation: the condition encoder
+    quantiles: int = 0  # knots of the per-feature quantile map (0: the data as it is)
 
     def to_json(self) -> str:
         return json.dumps({"seq_len": self.seq_len, "features": self.features, "delay": self.delay,
                            "embedding": self.embedding, "tst": self.tst.to_dict(), "unet": self.unet.to_dict(),
                            "project": self.project,
-                           **({"condition": self.condition.to_dict()} if self.condition else {})})
+                           **({"condition": self.condition.to_dict()} if self.condition else {}),
+                           **({"quantiles": self.quantiles} if self.quantiles else {})})
 
     @classmethod
     def from_json(cls, text: str) -> GeneratorConfig:
         d = json.loads(text)
         cond = ConditionConfig(**d["condition"]) if d.get("condition") else None
         return cls(d["seq_len"], d["features"], d["delay"], d["embedding"], TSTConfig(**d["tst"]), UNetConfig(**d["unet"]),
-                   d.get("project", False), cond)
+                   d.get("project", False), cond, d.get("quantiles", 0))
 
 
 def image_multiple(channel_mult: list[int]) -> int:
@@ -52,7 +55,9 @@ def image_multiple(channel_mult: list[int]) -> int:
 
 
 class Generator(nn.Module):
-    """The trainable parts: ``tst`` (completion) and ``denoiser`` (EDM-wrapped U-Net)."""
+    """The trainable parts: ``tst`` (completion) and ``denoiser`` (EDM-wrapped U-Net); with
+    ``quantiles``, both work on each feature's rank (``encode``) and samples come back through
+    the ``knots`` (:mod:`tsdiff_cli.models.marginal`), a buffer fitted on the training data."""
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -62,13 +67,26 @@ class Generator(nn.Module):
         unet = UNet(cfg.unet)
         net = unet if cfg.condition is None else ConditionalNet(unet, ConditionEncoder(cfg.condition))
         self.denoiser = Denoiser(net, output_map=self.embed.project if cfg.project else None)
+        if cfg.quantiles:
+            self.register_buffer("knots", torch.linspace(0, 1, cfg.quantiles).repeat(cfg.features, 1))
+        else:
+            self.knots = None
+
+    def encode(self, windows01: torch.Tensor) -> torch.Tensor:
+        """Data windows (NaN gaps allowed) → the space the networks learn in (the ranks, or as is)."""
+        return windows01 if self.knots is None else marginal.encode(windows01, self.knots)
+
+    def decode(self, windows: torch.Tensor) -> torch.Tensor:
+        """The networks' windows → data windows in [0, 1]."""
+        return windows if self.knots is None else marginal.decode(windows, self.knots)
 
     def to_image(self, windows01: torch.Tensor) -> torch.Tensor:
         """Windows in [0, 1] → images in [−1, 1] (the EDM data range, σ_data = 0.5)."""
         return self.embed.to_image(windows01 * 2 - 1)
 
     def to_windows(self, images: torch.Tensor) -> torch.Tensor:
-        return ((self.embed.to_series(images) + 1) / 2).clamp(0, 1)
+        """Images → data windows in [0, 1] (through the quantile map when there is one)."""
+        return self.decode(((self.embed.to_series(images) + 1) / 2).clamp(0, 1))
 
 
 def sample_in_batches(model: Generator, n: int, *, steps: int = 18, churn: float = 0.0, seed: int = 0,

@@ -43,8 +43,15 @@ def tst_fill(model: Generator, series: torch.Tensor, batch_size: int = 4096,
              callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """The TST's completion of ``series`` (S, R, F): observed values kept, gaps from the mean of
     the TST predictions of every stride-1 window covering them."""
+    _check_length(series, model.cfg.seq_len)
+    mean = model.decode(_tst_mean(model, model.encode(series), batch_size, callback))
+    return torch.where(torch.isnan(series), mean, series)
+
+
+def _tst_mean(model: Generator, series: torch.Tensor, batch_size: int = 4096,
+              callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """The mean TST prediction for every row of ``series`` (S, R, F), in the model's own space."""
     t = model.cfg.seq_len
-    _check_length(series, t)
     s, r, f = series.shape
     windows = series.unfold(1, t, 1).transpose(2, 3)  # (S, n, T, F)
     n = windows.shape[1]
@@ -57,7 +64,7 @@ def tst_fill(model: Generator, series: torch.Tensor, batch_size: int = 4096,
             callback(min(i + batch_size, s * n), s * n)
     preds = torch.cat(parts)
     mean, _ = overlap_mean(preds.view(s, n, t, f), torch.arange(n, device=series.device), r)
-    return torch.where(torch.isnan(series), mean, series)
+    return mean
 
 
 def tile_starts(rows: int, seq_len: int) -> torch.Tensor:
@@ -83,9 +90,10 @@ def inpaint(model: Generator, series: torch.Tensor, samples: int, *, steps: int 
     _check_length(series, t)
     s, r, f = series.shape
     starts = tile_starts(r, t).to(device)
-    if start_sigma is not None:
-        completed = tst_fill(model, series)  # with the whole series as context, then tiled
-    tiles = series[:, starts.view(-1, 1) + torch.arange(t, device=device)]  # (S, n, T, F)
+    encoded = model.encode(series)  # the model's own space (each feature's rank with a quantile map)
+    if start_sigma is not None:  # the TST completion, with the whole series as context, then tiled
+        completed = torch.where(torch.isnan(encoded), _tst_mean(model, encoded), encoded)
+    tiles = encoded[:, starts.view(-1, 1) + torch.arange(t, device=device)]  # (S, n, T, F)
     n = tiles.shape[1]
     flat = tiles.reshape(s * n, t, f).repeat(samples, 1, 1)  # (K·S·n, T, F), sample-major
     known = ~torch.isnan(flat)

@@ -26,6 +26,7 @@ from tsdiff_cli.models.condition import Conditions, drop_conditions
 from tsdiff_cli.models.edm import masked_edm_loss, sample_sigma
 from tsdiff_cli.models.generator import Generator, GeneratorConfig, sample_windows
 from tsdiff_cli.models.layers import masked_mse
+from tsdiff_cli.models.marginal import fit_knots
 from tsdiff_cli.models.tst import complete, masked_inputs
 from tsdiff_cli.runs import MODEL_FILE, TST_FILE
 from tsdiff_cli.settings import Settings
@@ -94,7 +95,12 @@ class GeneratorTask(Task):
         torch.manual_seed(s.train.seed)
         self.module = self.model = Generator(cfg).to(device)
         self.ema_model = Generator(cfg).to(device)  # holds the EMA weights for sampling
-        self.observed = torch.as_tensor(observed, dtype=torch.float32, device=device)
+        if cfg.quantiles:  # the quantile map is fitted on the training windows' observed values
+            knots = torch.as_tensor(fit_knots(observed, cfg.quantiles), device=device)
+            self.model.knots.copy_(knots)
+            self.ema_model.knots.copy_(knots)
+        # both networks learn in the model's space (each feature's rank with a quantile map)
+        self.observed = self.model.encode(torch.as_tensor(observed, dtype=torch.float32, device=device))
         self.selection_real = selection_real
         self.seeds = selection_seeds(s)
         # conditional runs: the training windows' conditions, and those the selection samples are asked for
@@ -170,6 +176,8 @@ class GeneratorTask(Task):
     def load_ema(self) -> Generator:
         self.ema_model.tst.load_state_dict(self.model.tst.state_dict())
         self.ema_model.denoiser.load_state_dict(self.ema.shadow)
+        if self.ema_model.knots is not None:
+            self.ema_model.knots.copy_(self.model.knots)
         return self.ema_model.eval()
 
     def _quick_evaluation(self, check: Callable[[], None]) -> dict:
@@ -199,9 +207,13 @@ class GeneratorTask(Task):
     def export(self, pos: Position) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         if self.tst_only:
             tensors = dict(self.model.tst.state_dict())
+            if self.model.knots is not None:  # the TST learnt each feature's rank: its map goes with it
+                tensors["knots"] = self.model.knots
             return tensors, {"format": "tsdiff-tst", "config": self.cfg.to_json(), **self.metadata}
         model = self.load_ema()
         tensors = {f"tst.{k}": v for k, v in model.tst.state_dict().items()}
         tensors.update({f"denoiser.{k}": v for k, v in model.denoiser.state_dict().items()})
+        if model.knots is not None:
+            tensors["knots"] = model.knots
         return tensors, {"format": "tsdiff-generator", "config": self.cfg.to_json(), "step": str(pos.step),
                          "epoch": str(pos.epoch), "best_disc": str(pos.best), **self.metadata}

@@ -1,0 +1,100 @@
+"""The per-feature quantile map ([model] quantiles): discrete levels and heavy tails come back as in the data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tsdiff_cli.models.marginal import decode, encode, fit_knots
+from conftest import TINY, write_toml
+
+LEVELS = np.array([0, 1, 2, 3]) / 7  # a light switched in steps, off most of the time
+
+
+def _data(n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    lights = rng.choice(LEVELS, size=(n, 24), p=[0.7, 0.15, 0.1, 0.05])
+    spikes = np.clip(rng.lognormal(-3, 0.8, size=(n, 24)), 0, 1)  # heavy right tail
+    return np.stack([lights, spikes], -1).astype(np.float32)
+
+
+def test_ranks_are_uniform_and_the_quantile_function_returns_the_data_s_levels_and_tail():
+    x = _data()
+    x[0, 0, 0] = np.nan
+    knots = torch.as_tensor(fit_knots(x, 1001))
+    u = encode(torch.as_tensor(x), knots)
+    assert torch.isnan(u[0, 0, 0]) and torch.isnan(u).sum() == 1  # gaps stay gaps
+    np.testing.assert_allclose(np.quantile(u[..., 1], [0.1, 0.5, 0.9]), [0.1, 0.5, 0.9], atol=0.005)
+    # a level shared by many values maps to the middle of its probability range (mid-rank)
+    assert abs(float(u[1:][x[1:, :, 0] == 0][0, 0]) - 0.35) < 0.01
+    back = decode(torch.nan_to_num(u), knots)
+    np.testing.assert_allclose(back[1:], x[1:], atol=1e-4)  # values come back
+
+    draws = decode(torch.rand(100_000, 2, generator=torch.Generator().manual_seed(1)), knots).numpy()
+    on_level = [np.mean(np.abs(draws[:, 0] - v) < 1e-6) for v in LEVELS]
+    np.testing.assert_allclose(on_level, [0.7, 0.15, 0.1, 0.05], atol=0.01)  # exact levels, data's shares
+    assert sum(on_level) > 0.99
+    np.testing.assert_allclose(np.quantile(draws[:, 1], [0.5, 0.9, 0.99]), np.quantile(x[..., 1], [0.5, 0.9, 0.99]),
+                               rtol=0.03)
+    # outside the knots: clamped to the ends; monotone inside
+    ends = encode(torch.tensor([[-1.0, -1.0], [2.0, 2.0]]), knots)
+    assert ends.tolist() == [[0.0, 0.0], [1.0, 1.0]]
+    grid = torch.linspace(0, 1, 500).unsqueeze(1).repeat(1, 2)
+    assert (encode(grid, knots).diff(dim=0) >= 0).all()
+
+
+def test_quantiles_setting_rejects_one_knot(cli, workdir):
+    config = write_toml(workdir / "q.toml", TINY.replace("[model]\n", "[model]\nquantiles = 1\n"))
+    result = cli("train", config, "-q")
+    assert result.exit_code == 2 and "quantiles" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("quantiles", [0, 101])
+def test_a_generator_with_a_quantile_map_samples_a_discrete_column_on_its_levels(cli, workdir, quantiles):
+    x = _data(300, seed=2)
+    rows = x.reshape(-1, 2)[:3000]
+    pd.DataFrame({"lights": rows[:, 0] * 70, "power": rows[:, 1] * 1000}).to_csv(workdir / "home.csv", index=False)
+    text = TINY.replace('source = "stock"', 'source = "home.csv"').replace("reverse_rows = true\n", "")
+    text = text.replace("[model]\n", f"[model]\nquantiles = {quantiles}\n")
+    config = write_toml(workdir / "home.toml", text)
+    result = cli("train", config, "-q")
+    assert result.exit_code == 0, result.output
+    weights = load_file(workdir / "runs" / "latest" / "model.safetensors")
+    assert ("knots" in weights) == bool(quantiles)
+    if quantiles:
+        assert weights["knots"].shape == (2, quantiles)  # the map travels with the weights
+    result = cli("sample", "runs/latest", "-n", "200", "-o", "s.csv", "--seed", "3", "-q")
+    assert result.exit_code == 0, result.output
+    lights = pd.read_csv(workdir / "s.csv")["lights"].to_numpy()
+    on_levels = np.mean(np.min(np.abs(lights[:, None] - LEVELS * 70), axis=1) < 1e-3)
+    # with the map, a barely trained denoiser's samples land on the column's own levels (0, 10, 20,
+    # 30); without it they are anywhere in between
+    assert on_levels > 0.9 if quantiles else on_levels < 0.5
+
+    # filling gaps goes through the same map: observed values kept, the TST's and the diffusion's fills on levels
+    frame = pd.read_csv(workdir / "home.csv").iloc[:200]
+    gaps = frame.copy()
+    hidden = np.random.default_rng(4).random(len(gaps)) < 0.3
+    gaps.loc[hidden, "lights"] = np.nan
+    gaps.to_csv(workdir / "gaps.csv", index=False)
+    for extra in ([], ["--samples", "11", "--steps", "3"]):  # an odd count: the median is a draw
+        result = cli("impute", "--model", "runs/latest", "--input", "gaps.csv", "-o", "filled.csv", "-q", *extra)
+        assert result.exit_code == 0, result.output
+        filled = pd.read_csv(workdir / "filled.csv")["lights"].to_numpy()
+        np.testing.assert_allclose(filled[~hidden], frame["lights"].to_numpy()[~hidden], rtol=1e-5)
+        on_levels = np.mean(np.min(np.abs(filled[hidden, None] - LEVELS * 70), axis=1) < 1e-3)
+        assert on_levels > 0.9 if quantiles else on_levels < 0.5
+
+
+def test_a_pretrained_tst_is_reused_only_with_the_same_map(cli, workdir):
+    ranks = write_toml(workdir / "ranks.toml", TINY.replace("[model]\n", "[model]\nquantiles = 11\n"))
+    values = write_toml(workdir / "values.toml", TINY)
+    assert cli("pretrain-tst", ranks, "-q").exit_code == 0
+    tst_run = (workdir / "runs" / "latest").resolve()
+    result = cli("train", values, "--tst", tst_run, "-q")
+    assert result.exit_code == 2 and "quantiles = 11" in result.output and "Traceback" not in result.output
+    result = cli("train", ranks, "--tst", tst_run, "-q")
+    assert result.exit_code == 0, result.output

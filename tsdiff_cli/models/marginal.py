@@ -1,0 +1,68 @@
+"""Per-feature quantile maps: each feature's values ↔ their rank in the training data, in [0, 1].
+
+A diffusion model with a Gaussian corruption learns smooth, unimodal marginals fastest; a feature
+that is mostly one value (a light that is off), takes a few discrete levels, or has a heavy tail
+(an appliance's rare spikes) costs it many steps, and until it has learnt them its samples blur
+the levels and spread the tail — a discriminator's easiest clue. Mapping every feature through
+its empirical distribution function first (the quantile transform of TabDDPM, Kotelnikov et al.
+2023, §3, here onto [0, 1] instead of a Gaussian, so the generator's [0, 1] range and EDM's
+σ_data stay as they are) gives the network uniform marginals; mapping its samples back through
+the quantile function puts them on the data's own values (a flat stretch of the quantile
+function returns the exact level).
+
+``fit_knots`` takes K quantiles of each feature's observed values (K evenly spaced
+probabilities); ``encode`` is the distribution function interpolated between them (a value
+shared by several knots, as a discrete level is, maps to the middle of its probability range:
+its mid-rank), ``decode`` the quantile function. Both are vectorised gathers / searches with no
+loop over values; the knots travel with the model's weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def fit_knots(observed: np.ndarray, knots: int) -> np.ndarray:
+    """(F, K) quantiles at probabilities 0, 1/(K−1), …, 1 of each feature's observed values
+    (NaN ignored) in ``observed`` (..., F); a feature with no observed value gets 0…1."""
+    flat = np.asarray(observed, dtype=np.float64).reshape(-1, observed.shape[-1])
+    probs = np.linspace(0.0, 1.0, knots)
+    out = np.empty((flat.shape[1], knots))
+    for f in range(flat.shape[1]):  # one sort per feature
+        values = flat[:, f][~np.isnan(flat[:, f])]
+        out[f] = np.quantile(values, probs) if len(values) else probs
+    return out.astype(np.float32)
+
+
+def encode(x: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
+    """Values ``x`` (..., F) → their mid-rank probability in [0, 1] under ``knots`` (F, K);
+    NaN stays NaN, values beyond the outer knots map to 0 / 1."""
+    f, k = knots.shape
+    shape = x.shape
+    xt = x.reshape(-1, f).t().contiguous().to(knots.dtype)  # (F, N)
+    missing = torch.isnan(xt)
+    xt = torch.nan_to_num(xt, nan=0.0)
+    left = torch.searchsorted(knots, xt, right=False)  # first knot ≥ x
+    right = torch.searchsorted(knots, xt, right=True)  # first knot > x
+    tied = (left + right - 1).to(xt.dtype) / 2  # x equals knots left … right−1
+    hi = right.clamp(1, k - 1)
+    k_lo, k_hi = knots.gather(1, hi - 1), knots.gather(1, hi)
+    frac = ((xt - k_lo) / (k_hi - k_lo).clamp_min(1e-12)).clamp(0, 1)
+    between = (hi - 1).to(xt.dtype) + frac
+    pos = torch.where(right > left, tied, between)
+    pos = torch.where(right == 0, torch.zeros_like(pos), pos)  # below the first knot
+    pos = torch.where(left == k, torch.full_like(pos, k - 1), pos)  # above the last
+    u = torch.where(missing, torch.full_like(pos, float("nan")), pos / (k - 1))
+    return u.t().reshape(shape).to(x.dtype)
+
+
+def decode(u: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
+    """Probabilities ``u`` (..., F) → values: the quantile function, linear between knots."""
+    f, k = knots.shape
+    shape = u.shape
+    pos = u.reshape(-1, f).t().to(knots.dtype).clamp(0, 1) * (k - 1)  # (F, N)
+    lo = pos.floor().long().clamp(0, k - 2)
+    frac = pos - lo
+    x = knots.gather(1, lo) * (1 - frac) + knots.gather(1, lo + 1) * frac
+    return x.t().reshape(shape).to(u.dtype)
