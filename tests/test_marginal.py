@@ -46,6 +46,18 @@ def test_ranks_are_uniform_and_the_quantile_function_returns_the_data_s_levels_a
     assert (encode(grid, knots).diff(dim=0) >= 0).all()
 
 
+def test_lumpy_only_ranks_point_masses_and_heavy_tails_and_keeps_smooth_features_as_they_are():
+    x = _data()
+    smooth = np.random.default_rng(3).normal(0.5, 0.1, size=x.shape[:2]).clip(0, 1)  # a temperature
+    x = np.concatenate([x, smooth[..., None].astype(np.float32)], -1)
+    knots = torch.as_tensor(fit_knots(x, 1001, only_lumpy=True))
+    u = encode(torch.as_tensor(x), knots).numpy()
+    lo, hi = smooth.min(), smooth.max()
+    np.testing.assert_allclose(u[..., 2], (smooth - lo) / (hi - lo), atol=1e-5)  # affine: its shape kept
+    np.testing.assert_allclose(np.quantile(u[..., 1], [0.1, 0.5, 0.9]), [0.1, 0.5, 0.9], atol=0.005)  # tail: ranks
+    np.testing.assert_array_equal(knots[:2], torch.as_tensor(fit_knots(x, 1001))[:2])  # switch and tail as "all"
+
+
 def test_quantiles_setting_rejects_one_knot(cli, workdir):
     config = write_toml(workdir / "q.toml", TINY.replace("[model]\n", "[model]\nquantiles = 1\n"))
     result = cli("train", config, "-q")
@@ -98,3 +110,13 @@ def test_a_pretrained_tst_is_reused_only_with_the_same_map(cli, workdir):
     assert result.exit_code == 2 and "quantiles = 11" in result.output and "Traceback" not in result.output
     result = cli("train", ranks, "--tst", tst_run, "-q")
     assert result.exit_code == 0, result.output
+
+
+def test_lumpy_setting_maps_only_stock_volume(cli, workdir):
+    """On stock, only Volume (skewness 3) is lumpy: the five prices keep evenly spaced knots."""
+    text = TINY.replace("[model]\n", '[model]\nquantiles = 11\nquantile_features = "lumpy"\n')
+    assert cli("pretrain-tst", write_toml(workdir / "lumpy.toml", text), "-q").exit_code == 0
+    knots = load_file(workdir / "runs" / "latest" / "tst.safetensors")["knots"].numpy()
+    steps = np.diff(knots, axis=1)
+    evenly = np.abs(steps - steps.mean(1, keepdims=True)).max(1) < 1e-4 * (knots[:, -1:] - knots[:, :1]).ravel()
+    assert evenly.tolist() == [True] * 5 + [False]

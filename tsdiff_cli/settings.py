@@ -166,6 +166,9 @@ class ModelSettings(_Section):
     quantiles: int = Field(0, ge=0, description="knots of a per-feature quantile map: the model learns each feature's "
                            "rank in the training data (uniform marginals) and samples return through its quantiles, "
                            "so discrete levels and heavy tails come out as in the data (0: off; e.g. 1001)")
+    quantile_features: Literal["all", "lumpy"] = Field(
+        "all", description='which features the quantile map ranks: "all", or "lumpy": only those with a point mass '
+        "(one value in ≥ 20 % of the observations) or a heavy tail (|skewness| > 2); the others keep their values")
     caption_dim: int = Field(64, ge=8, description="conditional generation: width of the caption encoder's word tokens "
                              "(the U-Net cross-attends to them)")
     caption_layers: int = Field(1, ge=0, description="transformer layers over the caption's words (0: mean of word "

@@ -23,15 +23,37 @@ import numpy as np
 import torch
 
 
-def fit_knots(observed: np.ndarray, knots: int) -> np.ndarray:
+LUMPY_MODE_SHARE = 0.2  # a value held by ≥ 20 % of the observations: a point mass (a switch that is off)
+LUMPY_SKEW = 2.0  # |skewness| above 2: a heavy one-sided tail (a meter's rare spikes)
+
+
+def is_lumpy(values: np.ndarray) -> bool:
+    """Whether a feature's observed ``values`` have a point mass or a heavy tail: what a Gaussian
+    corruption learns slowest, and what the quantile map is for."""
+    if len(values) < 2:
+        return False
+    _, counts = np.unique(values, return_counts=True)
+    sd = values.std()
+    skew = float(np.mean(((values - values.mean()) / sd) ** 3)) if sd > 0 else 0.0
+    return counts.max() >= LUMPY_MODE_SHARE * len(values) or abs(skew) > LUMPY_SKEW
+
+
+def fit_knots(observed: np.ndarray, knots: int, only_lumpy: bool = False) -> np.ndarray:
     """(F, K) quantiles at probabilities 0, 1/(K−1), …, 1 of each feature's observed values
-    (NaN ignored) in ``observed`` (..., F); a feature with no observed value gets 0…1."""
+    (NaN ignored) in ``observed`` (..., F); a feature with no observed value gets 0…1. With
+    ``only_lumpy``, a feature that ``is_lumpy`` does not pick gets K evenly spaced knots from its
+    minimum to its maximum instead: an affine map (the identity on min-max scaled data)."""
     flat = np.asarray(observed, dtype=np.float64).reshape(-1, observed.shape[-1])
     probs = np.linspace(0.0, 1.0, knots)
     out = np.empty((flat.shape[1], knots))
     for f in range(flat.shape[1]):  # one sort per feature
         values = flat[:, f][~np.isnan(flat[:, f])]
-        out[f] = np.quantile(values, probs) if len(values) else probs
+        if not len(values):
+            out[f] = probs
+        elif only_lumpy and not is_lumpy(values) and values.max() > values.min():
+            out[f] = np.linspace(values.min(), values.max(), knots)
+        else:
+            out[f] = np.quantile(values, probs)
     return out.astype(np.float32)
 
 
