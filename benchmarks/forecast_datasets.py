@@ -8,7 +8,11 @@ cycle is off (the only change, printed). Prints one table per split: the medians
 the spread (max − min); "val" rows are what settings may be chosen on, "test" rows are reported.
 
     python benchmarks/forecast_datasets.py [--data etth1 energy stock] [--seeds 0 1 2]
-        [--set base=none …] [--samples 100] [--config PATH]
+        [--set base=none …] [--samples 100] [--config PATH] [--reports DIR]
+
+With ``--reports DIR`` every seed's report is kept there as it finishes (``DATA-seedS.json``), and
+a seed whose report is already there is read instead of trained: seeds run as separate processes
+(or a run that was stopped) add up to one table with a last call naming them all.
 
 For ETTh1 it also prints the forecast issue's targets (median MSE ≤ 0.375, CRPS ≤ 0.29, ProbTS
 CRPS ≤ 0.30, coverage ± 0.05, ≤ 10 steps, training ≤ 20 min, sampling ≤ 120 s).
@@ -17,6 +21,8 @@ CRPS ≤ 0.30, coverage ± 0.05, ≤ 10 steps, training ≤ 20 min, sampling ≤
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +45,12 @@ TARGETS = [  # (label, key, test, target text): the ETTh1 targets of the forecas
 ]
 
 
-def run_one(config: Path, data: str, seed: int, tmp: Path, extra: dict, samples: int | None) -> dict:
+def run_one(config: Path, data: str, seed: int, tmp: Path, extra: dict, samples: int | None,
+            reports: Path | None = None) -> dict:
+    kept = reports / f"{Path(data).stem}-seed{seed}.json" if reports else None
+    if kept is not None and kept.exists():
+        print(f"  {data} seed {seed}: report read from {kept}", flush=True)
+        return json.loads(kept.read_text())
     over = {"forecast": {"data": data, "seed": seed, "runs_dir": tmp / "runs", "device": "cpu", **extra}}
     if samples:
         over["forecast"]["samples"] = samples
@@ -54,7 +65,13 @@ def run_one(config: Path, data: str, seed: int, tmp: Path, extra: dict, samples:
     print(f"  {data} seed {seed}: {result.epochs} epochs ({result.reason}), {(time.time() - t0) / 60:.1f} min; "
           f"test median MSE {r['model']['mse_median']:.4f}, deterministic {r['baselines']['deterministic head']['mse_median']:.4f}, "
           f"ridge {r['baselines']['linear ridge']['mse_median']:.4f}, cov90 {r['model']['coverage90']:.3f}", flush=True)
-    return {"report": r, "minutes": result.minutes}
+    out = {"report": r, "minutes": result.minutes}
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_suffix(".json.tmp")
+        partial.write_text(json.dumps(out, indent=1))
+        os.replace(partial, kept)
+    return out
 
 
 def _verdict(model: float, ridge: float) -> str:
@@ -71,6 +88,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=None, help="samples per test window (default: the config's)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="[forecast] settings to change, e.g. base=none")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (2: this machine's cores)")
+    ap.add_argument("--reports", type=Path, help="keep each seed's report here; seeds already there are read, not run")
     args = ap.parse_args()
     import torch
 
@@ -79,7 +97,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for data in args.data:
-            results[data] = [run_one(args.config, data, seed, Path(tmp), extra, args.samples) for seed in args.seeds]
+            results[data] = [run_one(args.config, data, seed, Path(tmp), extra, args.samples, args.reports)
+                             for seed in args.seeds]
 
     print(f"\n96→96 forecasting, {args.config.name}" + (f" with {' '.join(args.set)}" if args.set else "")
           + f"; medians over seeds {args.seeds} (± max − min); MSE in z-space (training split's scaler)")
