@@ -108,6 +108,9 @@ def test_a_pretrained_tst_is_reused_only_with_the_same_map(cli, workdir):
     tst_run = (workdir / "runs" / "latest").resolve()
     result = cli("train", values, "--tst", tst_run, "-q")
     assert result.exit_code == 2 and "quantiles = 11" in result.output and "Traceback" not in result.output
+    lumpy = write_toml(workdir / "lumpy.toml", TINY.replace("[model]\n", '[model]\nquantiles = 11\nquantile_features = "lumpy"\n'))
+    result = cli("train", lumpy, "--tst", tst_run, "-q")  # same knots, another map: the TST learnt other inputs
+    assert result.exit_code == 2 and "quantile_features" in result.output and "Traceback" not in result.output
     result = cli("train", ranks, "--tst", tst_run, "-q")
     assert result.exit_code == 0, result.output
 

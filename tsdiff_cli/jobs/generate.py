@@ -145,9 +145,12 @@ def _pretrained_tst(run: Path, cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
     if saved != cfg.tst.to_dict():
         raise UserError(run, "holds a TST of another architecture than these settings' [tst]",
                         "pretrain with the same [tst] settings, or drop --tst")
-    if whole.get("quantiles", 0) != cfg.quantiles:  # the TST learnt in ranks, or in the data's values
-        raise UserError(run, f"holds a TST trained with [model] quantiles = {whole.get('quantiles', 0)}, these settings "
-                        f"have {cfg.quantiles}", "pretrain with the same [model] quantiles, or drop --tst")
+    saved_map = (whole.get("quantiles", 0), whole.get("quantile_features", "all") if whole.get("quantiles") else "all")
+    wanted_map = (cfg.quantiles, cfg.quantile_features if cfg.quantiles else "all")
+    if saved_map != wanted_map:  # the TST learnt in ranks (of all or some features), or in the data's values
+        raise UserError(run, f"holds a TST trained with [model] quantiles = {saved_map[0]}, quantile_features = "
+                        f"\"{saved_map[1]}\"; these settings have {wanted_map[0]}, \"{wanted_map[1]}\"",
+                        "pretrain with the same [model] quantiles and quantile_features, or drop --tst")
     return {k: v for k, v in tensors.items() if k != "knots"}  # this run fits its own map on its data
 
 

@@ -33,20 +33,24 @@ class GeneratorConfig:
     project: bool  # denoiser output projected onto delay-consistent images
     condition: ConditionConfig | None = None  # conditional generation: the condition encoder
     quantiles: int = 0  # knots of the per-feature quantile map (0: the data as it is)
+    quantile_features: str = "all"  # which features it ranks ("lumpy": see models.marginal.is_lumpy)
 
     def to_json(self) -> str:
         return json.dumps({"seq_len": self.seq_len, "features": self.features, "delay": self.delay,
                            "embedding": self.embedding, "tst": self.tst.to_dict(), "unet": self.unet.to_dict(),
                            "project": self.project,
                            **({"condition": self.condition.to_dict()} if self.condition else {}),
-                           **({"quantiles": self.quantiles} if self.quantiles else {})})
+                           **({"quantiles": self.quantiles} if self.quantiles else {}),
+                           **({"quantile_features": self.quantile_features}
+                              if self.quantiles and self.quantile_features != "all" else {})})
 
     @classmethod
     def from_json(cls, text: str) -> GeneratorConfig:
         d = json.loads(text)
         cond = ConditionConfig(**d["condition"]) if d.get("condition") else None
         return cls(d["seq_len"], d["features"], d["delay"], d["embedding"], TSTConfig(**d["tst"]), UNetConfig(**d["unet"]),
-                   d.get("project", False), cond, d.get("quantiles", 0))
+                   d.get("project", False), cond, d.get("quantiles", 0),
+                   d.get("quantile_features", "all"))
 
 
 def image_multiple(channel_mult: list[int]) -> int:
