@@ -119,7 +119,8 @@ def main() -> None:
     ap.add_argument("--guidance", nargs="+", type=float, default=[0.0, 1.0, 2.0, 4.0])
     ap.add_argument("--repeats", type=int, default=3, help="discriminative repeats per score")
     ap.add_argument("--iterations", type=int, default=2000, help="discriminator iterations (TimeGAN: 2000)")
-    ap.add_argument("--output", type=Path, help="write every figure as JSON here")
+    ap.add_argument("--output", type=Path, help="write every figure as JSON here; seeds already in an existing file "
+                    "are read back instead of retrained, so seeds run as separate processes add up to one table")
     ap.add_argument("--workdir", type=Path, help="keep datasets and runs here (default: a temporary folder)")
     args = ap.parse_args()
 
@@ -128,6 +129,8 @@ def main() -> None:
 
     configure()
     results: dict = {}
+    if args.output and args.output.exists():
+        results = json.loads(args.output.read_text())
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +138,13 @@ def main() -> None:
         for cell in args.cells:
             name, rate = cell.split(":")
             for seed in args.seeds:
+                kept = next((r for r in results.get(cell, []) if r["seed"] == seed), None)
+                if kept is not None:
+                    if [x["guidance"] for x in kept["sweep"]] != args.guidance or abs(kept["minutes"] - args.minutes) > 1:
+                        sys.exit(f"{args.output}: {cell} seed {seed} was run with other guidance weights or minutes; "
+                                 "use another --output or the same --guidance / --minutes")
+                    print(f"  {cell} seed {seed}: read back from {args.output} ({kept['steps']} steps)", flush=True)
+                    continue
                 s = settings_for(name, float(rate), seed, args.minutes, workdir)
                 t0 = time.monotonic()
                 trained = train_generator(s, f"conditional-{name}")
@@ -143,7 +153,13 @@ def main() -> None:
                 results.setdefault(cell, []).append({"seed": seed, "steps": trained.steps, "minutes": minutes,
                                                      "run": str(trained.run), "sweep": rows})
                 print(f"  {cell} seed {seed}: {trained.steps} steps in {minutes:.1f} min", flush=True)
-            print(f"\n{cell}: medians [min–max] over seeds {args.seeds}")
+                if args.output:  # kept as each seed finishes: a stopped run keeps the seeds it finished
+                    tmp_out = args.output.with_suffix(".tmp")
+                    tmp_out.write_text(json.dumps(results, indent=1) + "\n")
+                    tmp_out.replace(args.output)
+            results[cell].sort(key=lambda r: r["seed"])
+            done = [r["seed"] for r in results[cell]]
+            print(f"\n{cell}: medians [min–max] over seeds {done}")
             print(f"{'w':>4}  {'disc.':>20}  {'per-class disc.':>20}  {'adherence':>20}  {'TSTR / TRTR':>20}  "
                   f"{'numeric corr':>20}")
             for i, w in enumerate(args.guidance):
@@ -153,8 +169,6 @@ def main() -> None:
                       f"{med([a.get('per_class_discriminative_mean') for a in at]):>20}  "
                       f"{med([a.get('adherence') for a in at]):>20}  {med([a.get('tstr_ratio') for a in at]):>20}  "
                       f"{med(num):>20}", flush=True)
-            if args.output:
-                args.output.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
