@@ -169,9 +169,6 @@ class ModelSettings(_Section):
     quantile_features: Literal["all", "lumpy"] = Field(
         "all", description='which features the quantile map ranks: "all", or "lumpy": only those with a point mass '
         "(one value in ≥ 20 % of the observations) or a heavy tail (|skewness| > 2); the others keep their values")
-    pca: bool = Field(False, description="the diffusion model learns each step's principal components (fitted on the "
-                      "training steps with every feature observed) instead of the features; for wide data whose "
-                      "features move together. A component counts as observed only where all features are")
     caption_dim: int = Field(64, ge=8, description="conditional generation: width of the caption encoder's word tokens "
                              "(the U-Net cross-attends to them)")
     caption_layers: int = Field(1, ge=0, description="transformer layers over the caption's words (0: mean of word "

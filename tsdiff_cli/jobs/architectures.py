@@ -48,7 +48,7 @@ def generator_config(s: Settings, seq_len: int, features: int, conditions: dict 
                                     numerics=len(conditions["numeric"]), vocab=vocab, text_dim=m.caption_dim,
                                     text_layers=m.caption_layers)
     return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet, m.project, condition, m.quantiles,
-                           m.quantile_features, m.pca)
+                           m.quantile_features)
 
 
 def forecast_config(p: ForecastSettings, n_vars: int) -> ForecastConfig:

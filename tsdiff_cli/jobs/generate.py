@@ -163,8 +163,8 @@ def load_generator(run: Path, device: torch.device) -> tuple[Generator, dict[str
         model = Generator(GeneratorConfig.from_json(meta["config"]))
         model.tst.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("tst.")})
         model.denoiser.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("denoiser.")})
-        for name, fitted in model.fitted().items():
-            fitted.copy_(tensors[name])
+        if model.knots is not None:
+            model.knots.copy_(tensors["knots"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise UserError(run, f"holds a generator this tsdiff cannot read ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:120]})", "train again with this version") from None

@@ -34,7 +34,6 @@ class GeneratorConfig:
     condition: ConditionConfig | None = None  # conditional generation: the condition encoder
     quantiles: int = 0  # knots of the per-feature quantile map (0: the data as it is)
     quantile_features: str = "all"  # which features it ranks ("lumpy": see models.marginal.is_lumpy)
-    pca: bool = False  # the diffusion model learns the features' principal components (models.marginal.fit_basis)
 
     def to_json(self) -> str:
         return json.dumps({"seq_len": self.seq_len, "features": self.features, "delay": self.delay,
@@ -43,8 +42,7 @@ class GeneratorConfig:
                            **({"condition": self.condition.to_dict()} if self.condition else {}),
                            **({"quantiles": self.quantiles} if self.quantiles else {}),
                            **({"quantile_features": self.quantile_features}
-                              if self.quantiles and self.quantile_features != "all" else {}),
-                           **({"pca": True} if self.pca else {})})
+                              if self.quantiles and self.quantile_features != "all" else {})})
 
     @classmethod
     def from_json(cls, text: str) -> GeneratorConfig:
@@ -52,7 +50,7 @@ class GeneratorConfig:
         cond = ConditionConfig(**d["condition"]) if d.get("condition") else None
         return cls(d["seq_len"], d["features"], d["delay"], d["embedding"], TSTConfig(**d["tst"]), UNetConfig(**d["unet"]),
                    d.get("project", False), cond, d.get("quantiles", 0),
-                   d.get("quantile_features", "all"), d.get("pca", False))
+                   d.get("quantile_features", "all"))
 
 
 def image_multiple(channel_mult: list[int]) -> int:
@@ -63,11 +61,7 @@ def image_multiple(channel_mult: list[int]) -> int:
 class Generator(nn.Module):
     """The trainable parts: ``tst`` (completion) and ``denoiser`` (EDM-wrapped U-Net); with
     ``quantiles``, both work on each feature's rank (``encode``) and samples come back through
-    the ``knots`` (:mod:`tsdiff_cli.models.marginal`), a buffer fitted on the training data. With
-    ``pca``, the images hold the features' principal components instead of the features (the TST
-    still completes the features): ``centre`` and ``basis``, fitted on the training data too."""
-
-    FITTED = ("knots", "centre", "basis")  # buffers fitted on the training data, saved with the weights
+    the ``knots`` (:mod:`tsdiff_cli.models.marginal`), a buffer fitted on the training data."""
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -81,15 +75,6 @@ class Generator(nn.Module):
             self.register_buffer("knots", torch.linspace(0, 1, cfg.quantiles).repeat(cfg.features, 1))
         else:
             self.knots = None
-        if cfg.pca:
-            self.register_buffer("centre", torch.full((cfg.features,), 0.5))
-            self.register_buffer("basis", torch.eye(cfg.features) * 2)  # until fitted: the plain x·2 − 1
-        else:
-            self.centre = self.basis = None
-
-    def fitted(self) -> dict[str, torch.Tensor]:
-        """The buffers fitted on the training data (saved beside the weights, copied to the EMA model)."""
-        return {k: getattr(self, k) for k in self.FITTED if getattr(self, k) is not None}
 
     def encode(self, windows01: torch.Tensor) -> torch.Tensor:
         """Data windows (NaN gaps allowed) → the space the networks learn in (the ranks, or as is)."""
@@ -100,27 +85,12 @@ class Generator(nn.Module):
         return windows if self.knots is None else marginal.decode(windows, self.knots)
 
     def to_image(self, windows01: torch.Tensor) -> torch.Tensor:
-        """Windows in [0, 1] → images in [−1, 1] (the EDM data range, σ_data = 0.5); with ``pca``,
-        each step's principal components, scaled into [−1, 1] together."""
-        if self.basis is None:
-            return self.embed.to_image(windows01 * 2 - 1)
-        return self.embed.to_image((windows01 - self.centre.to(windows01.dtype)) @ self.basis.to(windows01.dtype))
+        """Windows in [0, 1] → images in [−1, 1] (the EDM data range, σ_data = 0.5)."""
+        return self.embed.to_image(windows01 * 2 - 1)
 
     def to_windows(self, images: torch.Tensor) -> torch.Tensor:
         """Images → data windows in [0, 1] (through the quantile map when there is one)."""
-        series = self.embed.to_series(images)
-        if self.basis is None:
-            return self.decode(((series + 1) / 2).clamp(0, 1))
-        inverse = self.basis.t() / self.basis[:, 0].pow(2).sum()  # the basis is orthogonal times a scale
-        return self.decode((series @ inverse.to(series.dtype) + self.centre.to(series.dtype)).clamp(0, 1))
-
-    def known_pixels(self, windows: torch.Tensor) -> torch.Tensor:
-        """The image pixels that hold observed values of ``windows`` (NaN gaps), as a float mask;
-        with ``pca`` a step's components are observed only where all its features are."""
-        seen = ~torch.isnan(windows)
-        if self.basis is not None:
-            seen = seen.all(dim=-1, keepdim=True).expand_as(seen)
-        return self.embed.to_image(seen.to(windows.dtype))
+        return self.decode(((self.embed.to_series(images) + 1) / 2).clamp(0, 1))
 
 
 def sample_in_batches(model: Generator, n: int, *, steps: int = 18, churn: float = 0.0, seed: int = 0,

@@ -96,12 +96,13 @@ def inpaint(model: Generator, series: torch.Tensor, samples: int, *, steps: int 
     tiles = encoded[:, starts.view(-1, 1) + torch.arange(t, device=device)]  # (S, n, T, F)
     n = tiles.shape[1]
     flat = tiles.reshape(s * n, t, f).repeat(samples, 1, 1)  # (K·S·n, T, F), sample-major
+    known = ~torch.isnan(flat)
     # known pixels: observed values; the padding pixels of the delay image (always 0 in training)
     pixels = model.to_image(torch.nan_to_num(flat, nan=0.5))
     if start_sigma is not None:
         first = completed[:, starts.view(-1, 1) + torch.arange(t, device=device)].reshape(s * n, t, f).repeat(samples, 1, 1)
         start_px = model.to_image(first)
-    known_px = model.known_pixels(flat) > 0.5
+    known_px = model.embed.to_image(known.to(flat.dtype)) > 0.5
     pad = model.embed.to_image(torch.ones_like(flat[:1])) < 0.5
     known_px = known_px | pad
     pixels = torch.where(pad, torch.zeros_like(pixels), pixels)

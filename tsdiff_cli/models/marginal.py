@@ -88,29 +88,3 @@ def decode(u: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
     frac = pos - lo
     x = knots.gather(1, lo) * (1 - frac) + knots.gather(1, lo + 1) * frac
     return x.t().reshape(shape).to(u.dtype)
-
-
-def fit_basis(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The principal axes of the rows of ``values`` (..., F) with every feature observed (NaN
-    elsewhere), for a generator that learns components rather than features: (centre (F,), basis
-    (F, F)) with ``(x − centre) @ basis`` the components, largest variance first, scaled together
-    (one factor for all, so that a component of small variance stays small) into [−1, 1] on these rows.
-
-    Why (Jolliffe, *Principal Component Analysis*, 2002, §1.1): on wide data whose features move
-    together (energy's 18 indoor temperatures and humidities) the diffusion model's residual error
-    in the feature basis is independent per feature, which breaks the features' joint structure, the
-    clue a discriminator reads first; in the principal basis that error falls on few components and
-    returns to the features with the data's own correlations, while a component of little variance
-    cannot carry more error than its spread. Raises ValueError with fewer complete rows than features."""
-    flat = np.asarray(values, dtype=np.float64).reshape(-1, values.shape[-1])
-    rows = flat[~np.isnan(flat).any(axis=1)]
-    f = flat.shape[1]
-    if len(rows) <= f:
-        raise ValueError(f"{len(rows)} steps have every feature observed; the principal components of {f} features "
-                         f"need more than {f}")
-    centre = rows.mean(axis=0)
-    variance, axes = np.linalg.eigh(np.cov(rows - centre, rowvar=False))
-    axes = axes[:, np.argsort(variance)[::-1]]
-    axes *= np.where(axes[np.abs(axes).argmax(axis=0), np.arange(f)] < 0, -1.0, 1.0)  # a fixed sign per axis
-    spread = np.abs((rows - centre) @ axes).max()
-    return centre.astype(np.float32), (axes / max(spread, 1e-12)).astype(np.float32)

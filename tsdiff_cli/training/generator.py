@@ -22,12 +22,11 @@ import numpy as np
 import torch
 
 from tsdiff_cli.data.store import SPLITS
-from tsdiff_cli.errors import UserError
 from tsdiff_cli.models.condition import Conditions, drop_conditions
 from tsdiff_cli.models.edm import masked_edm_loss, sample_sigma
 from tsdiff_cli.models.generator import Generator, GeneratorConfig, sample_windows
 from tsdiff_cli.models.layers import masked_mse
-from tsdiff_cli.models.marginal import fit_basis, fit_knots
+from tsdiff_cli.models.marginal import fit_knots
 from tsdiff_cli.models.tst import complete, masked_inputs
 from tsdiff_cli.runs import MODEL_FILE, TST_FILE
 from tsdiff_cli.settings import Settings
@@ -102,14 +101,6 @@ class GeneratorTask(Task):
             self.ema_model.knots.copy_(knots)
         # both networks learn in the model's space (each feature's rank with a quantile map)
         self.observed = self.model.encode(torch.as_tensor(observed, dtype=torch.float32, device=device))
-        if cfg.pca:  # the principal axes of the training steps with every feature observed, in that space
-            try:
-                centre, basis = fit_basis(self.observed.cpu().numpy())
-            except ValueError as exc:
-                raise UserError("[model] pca", str(exc), "set pca = false for data with few complete steps") from None
-            for m in (self.model, self.ema_model):
-                m.centre.copy_(torch.as_tensor(centre, device=device))
-                m.basis.copy_(torch.as_tensor(basis, device=device))
         self.selection_real = selection_real
         self.seeds = selection_seeds(s)
         # conditional runs: the training windows' conditions, and those the selection samples are asked for
@@ -166,7 +157,7 @@ class GeneratorTask(Task):
         obs = self.observed[idx.to(self.device)]
         pred, tst_loss = self._tst(obs)
         image = self.model.to_image(complete(pred.detach(), obs))
-        mask = self.model.known_pixels(obs)
+        mask = self.model.embed.to_image((~torch.isnan(obs)).float())
         # drawn for the whole global batch, this process's rows kept (the same weights on any number of processes)
         sigma = self.shard.rows(sample_sigma(self.shard.whole(len(idx)), self.noise, self.s.train.p_mean,
                                              self.s.train.p_std, device=self.device))
@@ -185,8 +176,8 @@ class GeneratorTask(Task):
     def load_ema(self) -> Generator:
         self.ema_model.tst.load_state_dict(self.model.tst.state_dict())
         self.ema_model.denoiser.load_state_dict(self.ema.shadow)
-        for name, fitted in self.model.fitted().items():
-            getattr(self.ema_model, name).copy_(fitted)
+        if self.ema_model.knots is not None:
+            self.ema_model.knots.copy_(self.model.knots)
         return self.ema_model.eval()
 
     def _quick_evaluation(self, check: Callable[[], None]) -> dict:
@@ -222,6 +213,7 @@ class GeneratorTask(Task):
         model = self.load_ema()
         tensors = {f"tst.{k}": v for k, v in model.tst.state_dict().items()}
         tensors.update({f"denoiser.{k}": v for k, v in model.denoiser.state_dict().items()})
-        tensors.update(model.fitted())
+        if model.knots is not None:
+            tensors["knots"] = model.knots
         return tensors, {"format": "tsdiff-generator", "config": self.cfg.to_json(), "step": str(pos.step),
                          "epoch": str(pos.epoch), "best_disc": str(pos.best), **self.metadata}
