@@ -74,7 +74,7 @@ def sweep(run: Path, weights: list[float], seed: int, repeats: int, iterations: 
     from tsdiff_cli.data.arrays import gap_free
     from tsdiff_cli.data.store import read_dataset
     from tsdiff_cli.jobs.evaluate import conditional_section
-    from tsdiff_cli.jobs.generate import GENERATOR_COMMAND, sample_from_run, window_conditions
+    from tsdiff_cli.jobs.generate import GENERATOR_COMMAND, run_sentences, sample_from_run, window_conditions
     from tsdiff_cli.metrics.discriminative import discriminative_score
     from tsdiff_cli.runs import run_model, run_settings
     from tsdiff_cli.training.generator import evaluation_seeds
@@ -84,6 +84,7 @@ def sweep(run: Path, weights: list[float], seed: int, repeats: int, iterations: 
     ds = read_dataset(Path(meta["dataset"]))
     reference = ds.target if ds.has_target else ds.observed
     rows = gap_free(reference)
+    cond = window_conditions(ds, rows, run_sentences(meta))
     seeds = evaluation_seeds(seed)
     settings = rs.model_copy(update={"eval": rs.eval.model_copy(update={
         "seed": seeds["metric"], "quick_repeats": repeats, "quick_disc_iterations": iterations})})
@@ -92,7 +93,7 @@ def sweep(run: Path, weights: list[float], seed: int, repeats: int, iterations: 
         t0 = time.monotonic()
         gen, _, _ = sample_from_run(run, int(rows.sum()), steps=rs.sample.steps, seed=seeds["sample"],
                                     batch_size=rs.sample.batch_size, churn=rs.sample.churn, device="cpu",
-                                    cond=window_conditions(ds, rows), guidance=w)
+                                    cond=cond, guidance=w)
         section = conditional_section(ds, reference, gen, settings, True, w)
         section["discriminative"] = float(np.mean(discriminative_score(
             reference[rows], gen, repeats=repeats, iterations=iterations, seed=seeds["metric"])))

@@ -313,3 +313,66 @@ def test_a_condition_that_changes_within_a_series_or_is_missing_is_refused(cli, 
     cfg = _write(workdir, "long.csv", 'id_column = "id"\ncolumns = ["a", "b"]\ncondition_columns = ["colour"]')
     bad = cli("preprocess", cfg)
     assert bad.exit_code == 2 and "has no column 'colour'" in bad.output and "[data]" in bad.output
+
+
+# --- a local sentence-embedding model as the caption encoder ([model] caption_encoder) ------------
+
+def _sentence_model(folder, seed: int = 0):
+    """A tiny BERT saved as a sentence-transformers model would be (config, tokenizer, safetensors):
+    the stand-in for a user's local model, since none can be downloaded."""
+    transformers = pytest.importorskip("transformers")
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "wave", "ramp", "from", "year", "old", "slow", "fast"]
+    transformers.BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32)
+    transformers.BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_a_local_sentence_encoder_embeds_each_caption_once_and_null_as_zero(tmp_path):
+    import numpy as np
+
+    from tsdiff_cli.data.sentences import SentenceEncoder
+    from tsdiff_cli.errors import UserError
+
+    encoder = SentenceEncoder(_sentence_model(tmp_path / "minilm"))
+    out = encoder(np.array(["a wave", None, "a ramp", "a wave", "", float("nan")], dtype=object))
+    assert out.shape == (6, 16) and encoder.width == 16
+    assert np.array_equal(out[0], out[3]) and not np.allclose(out[0], out[2])  # the caption, not its row, decides
+    assert (out[[1, 4, 5]] == 0).all() and (np.abs(out[[0, 2]]).sum(1) > 0).all()  # missing / empty: null
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "config.json").write_text("{}")
+    for folder, message in ((tmp_path / "nowhere", "holds no config.json"),
+                            (tmp_path / "pickled", "holds no *.safetensors weights")):
+        with pytest.raises(UserError, match=message.replace("*", r"\*")):
+            SentenceEncoder(folder)
+
+
+def test_a_run_with_a_local_caption_encoder_samples_by_caption_and_refuses_another_model(cli, workdir):
+    import numpy as np
+    import pandas as pd
+
+    folder = _sentence_model(workdir / "minilm")
+    _long_table(workdir / "long.csv")
+    text = COND_TINY.format(source="long.csv", data='id_column = "id"\ntime_column = "t"\ncolumns = ["a", "b"]\n'
+                            'caption_column = "note"')
+    (workdir / "cond.toml").write_text(text.replace("[model]\n", f'[model]\ncaption_encoder = "{folder}"\n'))
+    trained = cli("train", "cond.toml", "-q")
+    assert trained.exit_code == 0, trained.output
+    run = workdir / "runs" / "latest"
+    for caption, name in (("a wave from a 25 year old", "wave.csv"), ("a ramp from a 30 year old", "ramp.csv")):
+        ok = cli("sample", run, "-n", "4", "--caption", caption, "--guidance", "2", "-o", name, "-q")
+        assert ok.exit_code == 0, ok.output
+    wave, ramp = pd.read_csv(workdir / "wave.csv"), pd.read_csv(workdir / "ramp.csv")
+    assert set(wave["caption"]) == {"a wave from a 25 year old"}
+    assert not np.allclose(wave[["a", "b"]], ramp[["a", "b"]])  # same seed, another caption
+    _sentence_model(folder, seed=1)  # the folder now holds another model: its embeddings mean something else
+    bad = cli("sample", run, "-n", "2", "--caption", "a wave", "-o", "bad.csv")
+    assert bad.exit_code == 2 and "now holds another model than the one the run was trained with" in bad.output
+    assert not (workdir / "bad.csv").exists()
+    no_captions = text.replace('caption_column = "note"', 'condition_columns = ["shape"]')
+    (workdir / "plain.toml").write_text(no_captions.replace("[model]\n", f'[model]\ncaption_encoder = "{folder}"\n'))
+    refused = cli("train", "plain.toml")
+    assert refused.exit_code == 2 and "[model] caption_encoder: is set but the data has no captions" in refused.output

@@ -173,6 +173,10 @@ class ModelSettings(_Section):
                              "(the U-Net cross-attends to them)")
     caption_layers: int = Field(1, ge=0, description="transformer layers over the caption's words (0: mean of word "
                                 "embeddings)")
+    caption_encoder: str | None = Field(
+        None, description="conditional generation with captions: a local folder holding a sentence-embedding model "
+        "(Hugging Face layout: config.json, tokenizer, *.safetensors), used frozen instead of the word encoder trained "
+        'with the generator; nothing is downloaded. Needs pip install "tsdiff[text]"')
 
     @model_validator(mode="after")
     def _quantiles(self):

@@ -29,9 +29,11 @@ def unet_width(channels: int, features: int) -> int:
     return max(channels, wide)
 
 
-def generator_config(s: Settings, seq_len: int, features: int, conditions: dict | None = None) -> GeneratorConfig:
+def generator_config(s: Settings, seq_len: int, features: int, conditions: dict | None = None,
+                     text_in: int = 0) -> GeneratorConfig:
     """``[tst]`` and ``[model]`` for windows of (seq_len, features); with ``conditions`` (a
-    dataset's condition spec as a dict) the U-Net is conditional on them."""
+    dataset's condition spec as a dict) the U-Net is conditional on them, with captions as
+    sentence embeddings of width ``text_in`` when that is set (a local caption encoder)."""
     m, t = s.model, s.tst
     side = DelayEmbedding(seq_len, m.delay, m.embedding, image_multiple(m.channel_mult)).side
     tst = TSTConfig(features=features, seq_len=seq_len, d_model=t.d_model, heads=t.heads, layers=t.layers, ff=t.ff,
@@ -46,7 +48,7 @@ def generator_config(s: Settings, seq_len: int, features: int, conditions: dict 
         vocab = len(conditions["vocabulary"]) + 2 if conditions["vocabulary"] else 0  # + padding, unknown word
         condition = ConditionConfig(dim=4 * unet.channels, categories=[len(v) for v in conditions["categorical"].values()],
                                     numerics=len(conditions["numeric"]), vocab=vocab, text_dim=m.caption_dim,
-                                    text_layers=m.caption_layers)
+                                    text_layers=m.caption_layers, text_in=text_in if vocab else 0)
     return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet, m.project, condition, m.quantiles,
                            m.quantile_features)
 

@@ -52,9 +52,9 @@ def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quic
     label = f"sampling {n} windows"
     cond = None
     if ds.conditions is not None:  # each generated window is asked for the conditions of one real window
-        from tsdiff_cli.jobs.generate import window_conditions
+        from tsdiff_cli.jobs.generate import run_sentences, window_conditions
 
-        cond = window_conditions(ds, gap_free(reference))
+        cond = window_conditions(ds, gap_free(reference), run_sentences(meta))
     scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=seeds["sample"],
                                    batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
                                    precision=rs.sample.precision, callback=lambda done, total: update(label, done, total),

@@ -71,7 +71,9 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     ds = world.first(lambda: ensure_dataset(settings))
     _check_range(ds, settings.data.output)
     spec = ds.conditions["spec"] if ds.conditions is not None else None
-    cfg = generator_config(settings, ds.observed.shape[1], ds.observed.shape[2], spec)
+    sentences = _sentence_encoder(settings, spec)
+    cfg = generator_config(settings, ds.observed.shape[1], ds.observed.shape[2], spec,
+                           text_in=sentences.width if sentences is not None else 0)
     train_rows = ds.split == SPLITS["train"]
     train_windows = ds.observed[train_rows]
     if len(train_windows) == 0:
@@ -92,7 +94,10 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     conditions = selection_conditions = selection_classes = None
     if spec is not None:  # the selection samples are asked for the conditions of the real windows they face
         metadata["conditions"] = json.dumps(spec)
-        conditions, selection_conditions = window_conditions(ds, train_rows), window_conditions(ds, rows)
+        if sentences is not None:
+            metadata["caption_encoder"] = sentences.record()
+        conditions = window_conditions(ds, train_rows, sentences)
+        selection_conditions = window_conditions(ds, rows, sentences)
         if spec["categorical"]:
             selection_classes = (ds.conditions["cats"][rows, 0], next(iter(spec["categorical"].values())))
     task = GeneratorTask(settings, cfg, train_windows, selection_real, device, metadata, tst_only=tst_only,
@@ -128,12 +133,37 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     return TrainedGenerator(run.path, fit.reason, fit.steps, fit.best, fit.minutes)
 
 
-def window_conditions(ds: WindowDataset, rows) -> Conditions:
-    """The encoded conditions of the dataset's windows ``rows`` (a mask or indices) as tensors."""
+def _sentence_encoder(settings: Settings, spec: dict | None):
+    """The frozen local caption encoder of ``[model] caption_encoder``, or None (captions are then
+    encoded by word embeddings trained with the generator)."""
+    from tsdiff_cli.data.sentences import SETTING, SentenceEncoder
+
+    folder = settings.model.caption_encoder
+    if not folder:
+        return None
+    if not spec or not spec["vocabulary"]:
+        raise UserError(SETTING, "is set but the data has no captions",
+                        "set [data] caption_column or caption_template, or remove caption_encoder")
+    return SentenceEncoder(folder)
+
+
+def run_sentences(meta: dict[str, str]):
+    """The caption encoder a run was trained with when it was a local model (None otherwise)."""
+    from tsdiff_cli.data.sentences import SentenceEncoder
+
+    return SentenceEncoder.from_record(meta["caption_encoder"]) if "caption_encoder" in meta else None
+
+
+def window_conditions(ds: WindowDataset, rows, sentences=None) -> Conditions:
+    """The encoded conditions of the dataset's windows ``rows`` (a mask or indices) as tensors;
+    captions as sentence embeddings when ``sentences`` (a run's local caption encoder) is given."""
     c = ds.conditions
+    tokens = None
+    if c["spec"]["vocabulary"]:
+        tokens = torch.as_tensor(c["tokens"][rows] if sentences is None
+                                 else sentences(np.asarray(c["captions"], dtype=object)[rows]))
     return Conditions(torch.as_tensor(c["cats"][rows]) if c["cats"].shape[1] else None,
-                      torch.as_tensor(c["nums"][rows]) if c["nums"].shape[1] else None,
-                      torch.as_tensor(c["tokens"][rows]) if c["spec"]["vocabulary"] else None)
+                      torch.as_tensor(c["nums"][rows]) if c["nums"].shape[1] else None, tokens)
 
 
 def _pretrained_tst(run: Path, cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
@@ -269,9 +299,12 @@ def requested_conditions(meta: dict[str, str], n: int | None, request: Condition
             raise UserError(f"condition '{k}'", "needs a number", f"give {k}=<number>") from None
     where = "--conditions" if request.table is not None else "--condition"
     enc = encode(spec, categorical, numeric, captions, where, strict=True)
+    tokens = torch.as_tensor(enc["tokens"]) if spec.vocabulary else None
+    if tokens is not None and "caption_encoder" in meta:  # captions as the run's local model embeds them
+        tokens = (torch.as_tensor(run_sentences(meta)(captions)) if captions is not None
+                  else torch.zeros(n, json.loads(meta["caption_encoder"])["width"]))
     cond = Conditions(torch.as_tensor(enc["cats"]) if spec.categorical else None,
-                      torch.as_tensor(enc["nums"]) if spec.numeric else None,
-                      torch.as_tensor(enc["tokens"]) if spec.vocabulary else None)
+                      torch.as_tensor(enc["nums"]) if spec.numeric else None, tokens)
     labels = {k: np.array(["" if v is None or v != v else str(v) for v in given[k]], dtype=object) for k in given}
     if captions is not None:
         labels[CAPTION] = np.array([str(c) for c in captions], dtype=object)

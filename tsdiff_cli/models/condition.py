@@ -12,8 +12,10 @@ denoiser at sampling, D̃ = D_uncond + w · (D_cond − D_uncond)  (Ho & Saliman
 the denoiser's output, which is affine in the noise prediction for a given x and σ).
 
 The caption encoder is trained with the generator (no model is downloaded): word embeddings over
-a vocabulary built from the training captions (:mod:`tsdiff_cli.data.captions`), optionally a
-small transformer over them, mean-pooled over the caption's words.
+a vocabulary built from the training captions (:mod:`tsdiff_cli.data.conditions`), optionally a
+small transformer over them, mean-pooled over the caption's words. Or, with ``text_in``, captions
+arrive as sentence embeddings of a frozen local model (:mod:`tsdiff_cli.data.sentences`): each is
+projected to one caption token (an all-zero embedding is the null caption).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ConditionConfig:
     vocab: int = 0  # caption token ids (padding and unknown included); 0: no captions
     text_dim: int = 64  # caption token width (the U-Net's cross-attention context)
     text_layers: int = 0  # transformer layers over the caption tokens (0: embeddings only)
+    text_in: int = 0  # captions as sentence embeddings of this width (0: as word ids)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,7 +46,8 @@ class ConditionConfig:
 @dataclass
 class Conditions:
     """A batch of conditions: ``cats`` (B, K) codes (−1 null), ``nums`` (B, M) standardised values
-    (NaN null), ``tokens`` (B, L) caption token ids (all padding: null)."""
+    (NaN null), ``tokens`` (B, L) caption token ids (all padding: null) or (B, E) sentence
+    embeddings (all zero: null)."""
 
     cats: torch.Tensor | None = None
     nums: torch.Tensor | None = None
@@ -98,7 +102,8 @@ class ConditionEncoder(nn.Module):
         if c.numerics:
             self.numeric = nn.Sequential(nn.Linear(2 * c.numerics, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
         if c.vocab:
-            self.words = nn.Embedding(c.vocab, c.text_dim, padding_idx=PAD)
+            # a caption's tokens: its words' embeddings, or its sentence embedding projected to one token
+            self.words = nn.Linear(c.text_in, c.text_dim) if c.text_in else nn.Embedding(c.vocab, c.text_dim, padding_idx=PAD)
             # a learnt first token every caption has: a null caption (padding only) is this token alone
             self.start = nn.Parameter(torch.randn(c.text_dim) * 0.02)
             layer = nn.TransformerEncoderLayer(c.text_dim, max(1, c.text_dim // 32), 2 * c.text_dim, 0.0,
@@ -119,10 +124,15 @@ class ConditionEncoder(nn.Module):
             parts.append(self.numeric(torch.cat([values, present.to(values.dtype)], dim=1)))
         context = pad = None
         if self.c.vocab:
-            tokens = cond.tokens.long()
-            start = self.start.expand(tokens.shape[0], 1, -1)
-            context = torch.cat([start, self.words(tokens)], dim=1)  # (B, 1 + L, text_dim)
-            pad = torch.cat([torch.zeros_like(tokens[:, :1], dtype=torch.bool), tokens == PAD], dim=1)
+            if self.c.text_in:  # one token per caption; a null caption is an all-zero embedding
+                sentence = cond.tokens.to(self.words.weight.dtype)
+                words, absent = self.words(sentence)[:, None], (sentence == 0).all(1, keepdim=True)
+            else:
+                tokens = cond.tokens.long()
+                words, absent = self.words(tokens), tokens == PAD
+            start = self.start.expand(words.shape[0], 1, -1)
+            context = torch.cat([start, words], dim=1)  # (B, 1 + L, text_dim)
+            pad = torch.cat([torch.zeros_like(absent[:, :1]), absent], dim=1)
             if self.text is not None:
                 context = self.text(context, src_key_padding_mask=pad)
             keep = (~pad)[..., None].to(context.dtype)

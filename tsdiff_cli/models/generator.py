@@ -132,7 +132,8 @@ def null_conditions(c: ConditionConfig, n: int, tokens: int = 1) -> Conditions:
     """``n`` rows of null conditions for a condition encoder of config ``c``."""
     return Conditions(torch.full((n, len(c.categories)), -1, dtype=torch.long) if c.categories else None,
                       torch.full((n, c.numerics), float("nan")) if c.numerics else None,
-                      torch.zeros((n, tokens), dtype=torch.long) if c.vocab else None)
+                      (torch.zeros((n, c.text_in)) if c.text_in else torch.zeros((n, tokens), dtype=torch.long))
+                      if c.vocab else None)
 
 
 def sample_windows(model: Generator, n: int, **kwargs) -> np.ndarray:
