@@ -210,6 +210,11 @@ def test_a_ts_file_label_is_the_one_condition(workdir):
     cfg = _write(workdir, "BasicMotions_TRAIN", 'condition_columns = ["activity", "age"]')
     with pytest.raises(UserError, match="a .ts file has one label"):
         preprocess(load_settings(cfg).data)
+    # @classLabel declares classes even when they are numbers (JapaneseVowels' speakers 1–9): categorical
+    cfg = _write(workdir, "JapaneseVowels_TRAIN", 'condition_columns = ["speaker"]').read_text()
+    (workdir / "jv.toml").write_text(cfg.replace("seq_len = 24", "seq_len = 12"))
+    spec = preprocess(load_settings(workdir / "jv.toml").data).dataset.conditions["spec"]
+    assert spec["categorical"] == {"speaker": [str(k) for k in range(1, 10)]} and spec["numeric"] == {}
 
 
 def test_one_regular_series_takes_each_windows_first_row(workdir):

@@ -14,7 +14,8 @@ Two layouts:
   the condition values of its first row.
 
 A column whose values all read as numbers is a numeric condition unless it is named in
-``categorical_conditions``; any other is categorical. The vocabularies, scalers and caption
+``categorical_conditions`` or its source declares it a class (a ``.ts`` file's ``@classLabel``,
+whose classes are often numbers: JapaneseVowels' speakers 1–9); any other is categorical. The vocabularies, scalers and caption
 vocabulary are fitted on the training split only.
 """
 
@@ -55,13 +56,15 @@ class ConditionedWindows:
     sha256: str
     conditions: dict  # raw per-window values: name → array, and "captions" (or None)
     series_length: int | None
+    classes: tuple[str, ...] = ()  # conditions the source declares categorical, whatever their values look like
 
 
-def _by_name(cfg: DataSettings, raw: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Split raw condition columns into categorical (text) and numeric (float) ones."""
+def _by_name(cfg: DataSettings, raw: dict[str, np.ndarray], classes=()) -> tuple[dict, dict]:
+    """Split raw condition columns into categorical (text) and numeric (float) ones; ``classes``
+    are categorical whatever their values look like."""
     categorical, numeric = {}, {}
     for name, values in raw.items():
-        numbers = _as_numbers(values)
+        numbers = None if name in classes else _as_numbers(values)
         if numbers is None or name in cfg.categorical_conditions:
             categorical[name] = np.array([None if _absent(v) else _text(v) for v in values], dtype=object)
         else:
@@ -110,6 +113,7 @@ def _labelled(cfg: DataSettings, rng: np.random.Generator) -> ConditionedWindows
         values = (np.array([spec.classes[c] if c >= 0 else None for c in codes], dtype=object) if spec.kind == "class"
                   else codes.astype(np.float64))
         raw = {cfg.condition_columns[0]: values}
+        classes = (cfg.condition_columns[0],) if spec.kind == "class" else ()
     else:
         if cfg.id_column is None:
             raise UserError(cfg.source, "is a table of many series but [data] id_column is unset",
@@ -119,6 +123,7 @@ def _labelled(cfg: DataSettings, rng: np.random.Generator) -> ConditionedWindows
                          section="[data]")
         raw = {n: np.array([data.spec(n).classes[c] if c >= 0 else None for c in data.labels[n]], dtype=object)
                for n in wanted}
+        classes = ()  # a table's columns are read by their values (categorical_conditions overrides)
     x, lengths = data.x, data.lengths  # (S, C, T), NaN padding
     s, c, t = x.shape
     flat = x.transpose(0, 2, 1).reshape(-1, c)
@@ -131,7 +136,7 @@ def _labelled(cfg: DataSettings, rng: np.random.Generator) -> ConditionedWindows
         dropped.reshape(-1, c)[gone] = np.nan
     target, series = labelled_windows(scaled.transpose(0, 2, 1), lengths, cfg.seq_len)
     observed, _ = labelled_windows(dropped.transpose(0, 2, 1), lengths, cfg.seq_len)
-    categorical, _ = _by_name(cfg, {k: v for k, v in raw.items() if k in cfg.condition_columns})
+    categorical, _ = _by_name(cfg, {k: v for k, v in raw.items() if k in cfg.condition_columns}, classes)
     strata = None
     if categorical:
         first = next(iter(categorical.values()))
@@ -142,7 +147,7 @@ def _labelled(cfg: DataSettings, rng: np.random.Generator) -> ConditionedWindows
     offset = np.arange(len(series)) - np.repeat(starts, np.diff(np.r_[starts, len(series)]))
     return ConditionedWindows(target, observed, split_series[series], series * max(t, cfg.seq_len) + offset,
                               list(data.channels), scaler, str(cfg.source), file_sha256(path),
-                              {k: v[series] for k, v in raw.items()}, None)
+                              {k: v[series] for k, v in raw.items()}, None, classes)
 
 
 def _series_splits(strata: np.ndarray | None, n: int, val: float, test: float, seed: int) -> np.ndarray:
@@ -188,10 +193,11 @@ def _wide(cfg: DataSettings, rng: np.random.Generator) -> ConditionedWindows:
                               {k: v[index] for k, v in raw.items()}, values.shape[0])
 
 
-def encode_conditions(cfg: DataSettings, raw: dict[str, np.ndarray], train: np.ndarray) -> dict:
+def encode_conditions(cfg: DataSettings, raw: dict[str, np.ndarray], train: np.ndarray, classes=()) -> dict:
     """Per-window model inputs and the spec (fitted on the ``train`` windows), ready for the
-    dataset file: ``cats``, ``nums``, ``tokens``, ``captions``, ``spec``."""
-    categorical, numeric = _by_name(cfg, {k: v for k, v in raw.items() if k in cfg.condition_columns})
+    dataset file: ``cats``, ``nums``, ``tokens``, ``captions``, ``spec``; ``classes``: conditions
+    the source declares categorical."""
+    categorical, numeric = _by_name(cfg, {k: v for k, v in raw.items() if k in cfg.condition_columns}, classes)
     captions = None
     if cfg.caption_column:
         captions = np.array([None if _absent(v) else str(v) for v in raw[cfg.caption_column]], dtype=object)

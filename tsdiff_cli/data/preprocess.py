@@ -111,7 +111,7 @@ def preprocess(cfg: DataSettings, progress: Callable[[int, int], None] | None = 
         if got.split is not None:  # labelled series: split by series, kept with each window
             split = got.split[order]
         raw = {k: v[order] for k, v in got.conditions.items()}
-        conditions = encode_conditions(cfg, raw, split == SPLITS["train"])
+        conditions = encode_conditions(cfg, raw, split == SPLITS["train"], got.classes)
     attrs.update(
         seq_len=cfg.seq_len,
         missing_rate=cfg.missing_rate,
