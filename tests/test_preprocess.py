@@ -151,3 +151,31 @@ def test_cli_options_override_settings(cli, workdir):
     ds = read_dataset(workdir / "out" / "x.h5")
     assert ds.observed.shape == (3675, 10, 6)
     assert abs(np.isnan(ds.observed).mean() - 0.2) < 0.01
+
+
+def test_a_dataset_is_reused_only_while_it_is_what_preprocess_would_make(workdir):
+    """`tsdiff train` reuses the dataset file only for the same settings, the same source bytes and
+    this tsdiff's preprocessing revision; an edited source or an older file is rebuilt."""
+    import h5py
+
+    from tsdiff_cli.jobs.generate import ensure_dataset
+    from tsdiff_cli.settings import Settings
+
+    rows = pd.read_csv(data_file("stock_data.csv")).iloc[:200]
+    rows.to_csv(workdir / "mine.csv", index=False)
+    settings = Settings(data=DataSettings(source="mine.csv", seq_len=12, output="data/mine.h5"))
+    first = ensure_dataset(settings)
+    marker = workdir / "data" / "mine.h5"
+    with h5py.File(marker, "a") as f:  # tag the file: a reused file keeps the tag, a rebuilt one loses it
+        f.attrs["tag"] = 1
+    assert ensure_dataset(settings).attrs.get("tag") == 1
+
+    rows.assign(Close=rows["Close"] * 2).to_csv(workdir / "mine.csv", index=False)  # the user edits the data
+    edited = ensure_dataset(settings)
+    assert "tag" not in edited.attrs
+    assert edited.scaler.to_json() != first.scaler.to_json()  # fitted on the edited values
+
+    with h5py.File(marker, "a") as f:  # a file from before the current preprocessing revision
+        f.attrs["tag"] = 1
+        f.attrs["revision"] = 1
+    assert "tag" not in ensure_dataset(settings).attrs

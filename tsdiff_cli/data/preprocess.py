@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from tsdiff_cli.atomic import ensure_writable
-from tsdiff_cli.data.conditioned import encode_conditions, read_conditioned, wants_conditions
+from tsdiff_cli.data.conditioned import encode_conditions, is_labelled, read_conditioned, wants_conditions
+from tsdiff_cli.data.labelled import resolve_labelled
 from tsdiff_cli.data.missing import drop_series_steps, drop_window_steps
 from tsdiff_cli.data.regular import place_on_grid
 from tsdiff_cli.data.scaling import fit_scaler
-from tsdiff_cli.data.sources import read_table
-from tsdiff_cli.data.store import SPLITS, WindowDataset, write_dataset
+from tsdiff_cli.data.sources import file_sha256, read_table, resolve_source
+from tsdiff_cli.data.store import REVISION, SPLITS, WindowDataset, read_dataset, write_dataset
 from tsdiff_cli.data.synthetic import sine_windows
 from tsdiff_cli.data.windows import sliding_windows, window_count
 from tsdiff_cli.errors import UserError
@@ -58,6 +59,31 @@ def assign_splits(count: int, val_fraction: float, test_fraction: float) -> np.n
     split[count - n_val - n_test: count - n_test] = SPLITS["val"]
     split[count - n_test:] = SPLITS["test"]
     return split
+
+
+def source_file(cfg: DataSettings) -> Path | None:
+    """The file ``cfg.source`` reads (None for the synthetic sines)."""
+    if cfg.source == "sine":
+        return None
+    return resolve_labelled(cfg.source) if wants_conditions(cfg) and is_labelled(cfg) else resolve_source(cfg.source)
+
+
+def current_dataset(cfg: DataSettings) -> WindowDataset | None:
+    """The dataset at ``cfg.output`` when preprocessing ``cfg`` again would give the same file: the
+    same [data] settings, the same source bytes (sha256) and this tsdiff's :data:`REVISION`;
+    otherwise None (also when it is missing or unreadable)."""
+    if not Path(cfg.output).is_file():
+        return None
+    try:
+        ds = read_dataset(cfg.output)
+    except UserError:
+        return None
+    if ds.attrs.get("revision") != REVISION or json.loads(ds.attrs.get("settings", "{}")) != cfg.model_dump(mode="json"):
+        return None
+    path = source_file(cfg)
+    if path is not None and (not path.is_file() or file_sha256(path) != ds.attrs.get("source_sha256")):
+        return None
+    return ds
 
 
 def preprocess(cfg: DataSettings, progress: Callable[[int, int], None] | None = None) -> PreprocessResult:

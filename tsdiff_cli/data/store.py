@@ -5,7 +5,8 @@ ground truth before benchmark missingness (written only when ``missing_rate`` > 
 equals ``observed``); ``split`` (N,) uint8 (0 train, 1 val, 2 test); ``index`` (N,) int64, the
 row of the processed series where each window starts. Attributes: ``columns`` and ``scaler``
 (JSON), ``seq_len``, ``missing_rate``, ``seed``, ``source``, ``source_sha256``,
-``tsdiff_version``, ``settings`` (the ``[data]`` section as JSON) and, for gridded data,
+``tsdiff_version``, ``revision`` (:data:`REVISION`), ``settings`` (the ``[data]`` section as
+JSON) and, for gridded data,
 ``time_column``, ``freq`` and ``start``. With conditions (conditional generation): datasets
 ``cond_cats`` (N, K) int64 codes (−1 missing), ``cond_nums`` (N, M) float32 standardised (NaN
 missing), ``cond_tokens`` (N, L) int64 caption token ids, ``captions`` (N,) UTF-8 strings, and the
@@ -27,6 +28,10 @@ from tsdiff_cli.data.scaling import Scaler
 from tsdiff_cli.errors import UserError
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
+# Raised whenever preprocessing the same source with the same [data] settings starts giving other
+# windows or conditions, so a file made by an older tsdiff is rebuilt rather than reused.
+# 2: a .ts file's @classLabel is categorical even when its classes are numbers.
+REVISION = 2
 
 
 @dataclass
@@ -64,6 +69,7 @@ def write_dataset(path: Path, ds: WindowDataset) -> None:
             f.attrs["tsdiff_version"] = __version__
             for key, value in ds.attrs.items():
                 f.attrs[key] = value
+            f.attrs["revision"] = REVISION
             if ds.conditions is not None:
                 c = ds.conditions
                 f.create_dataset("cond_cats", data=c["cats"].astype(np.int64))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from tsdiff_cli import __version__
-from tsdiff_cli.data.store import SPLITS, WindowDataset, read_dataset
+from tsdiff_cli.data.store import SPLITS, WindowDataset
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.jobs import Update, no_update
 from tsdiff_cli.models.condition import Conditions
@@ -28,16 +28,12 @@ CAPTION = "caption"  # the column of captions in a --conditions table and in con
 
 
 def ensure_dataset(settings: Settings) -> WindowDataset:
-    """The dataset of ``[data]``, made by preprocess when missing or made with other settings."""
-    from tsdiff_cli.data.preprocess import preprocess
+    """The dataset of ``[data]``, made by preprocess when missing, made with other settings, from
+    other source bytes or by an older preprocessing (see :func:`~tsdiff_cli.data.preprocess.current_dataset`)."""
+    from tsdiff_cli.data.preprocess import current_dataset, preprocess
 
-    path = settings.data.output
-    wanted = settings.data.model_dump(mode="json")
-    if Path(path).is_file():
-        ds = read_dataset(path)
-        if json.loads(ds.attrs.get("settings", "{}")) == wanted:
-            return ds
-    return preprocess(settings.data).dataset
+    ds = current_dataset(settings.data)
+    return ds if ds is not None else preprocess(settings.data).dataset
 
 
 def _check_range(ds: WindowDataset, where) -> None:
