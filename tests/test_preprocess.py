@@ -179,3 +179,8 @@ def test_a_dataset_is_reused_only_while_it_is_what_preprocess_would_make(workdir
         f.attrs["tag"] = 1
         f.attrs["revision"] = 1
     assert "tag" not in ensure_dataset(settings).attrs
+
+    with h5py.File(marker, "a") as f:
+        f.attrs["tag"] = 1
+    (workdir / "mine.csv").unlink()  # the source moved away: the file is all there is, and is used
+    assert ensure_dataset(settings).attrs.get("tag") == 1

@@ -70,8 +70,9 @@ def source_file(cfg: DataSettings) -> Path | None:
 
 def current_dataset(cfg: DataSettings) -> WindowDataset | None:
     """The dataset at ``cfg.output`` when preprocessing ``cfg`` again would give the same file: the
-    same [data] settings, the same source bytes (sha256) and this tsdiff's :data:`REVISION`;
-    otherwise None (also when it is missing or unreadable)."""
+    same [data] settings, the same source bytes (sha256; a source no longer on disk cannot be
+    compared, and the file is all there is) and this tsdiff's :data:`REVISION`; otherwise None
+    (also when it is missing or unreadable)."""
     if not Path(cfg.output).is_file():
         return None
     try:
@@ -81,7 +82,7 @@ def current_dataset(cfg: DataSettings) -> WindowDataset | None:
     if ds.attrs.get("revision") != REVISION or json.loads(ds.attrs.get("settings", "{}")) != cfg.model_dump(mode="json"):
         return None
     path = source_file(cfg)
-    if path is not None and (not path.is_file() or file_sha256(path) != ds.attrs.get("source_sha256")):
+    if path is not None and path.is_file() and file_sha256(path) != ds.attrs.get("source_sha256"):
         return None
     return ds
 
