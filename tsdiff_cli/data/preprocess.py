@@ -72,13 +72,10 @@ def current_dataset(cfg: DataSettings) -> WindowDataset | None:
     """The dataset at ``cfg.output`` when preprocessing ``cfg`` again would give the same file: the
     same [data] settings, the same source bytes (sha256; a source no longer on disk cannot be
     compared, and the file is all there is) and this tsdiff's :data:`REVISION`; otherwise None
-    (also when it is missing or unreadable)."""
+    (also when there is none)."""
     if not Path(cfg.output).is_file():
         return None
-    try:
-        ds = read_dataset(cfg.output)
-    except UserError:
-        return None
+    ds = read_dataset(cfg.output)  # a file that is not a tsdiff dataset is an error, never overwritten
     if ds.attrs.get("revision") != REVISION or json.loads(ds.attrs.get("settings", "{}")) != cfg.model_dump(mode="json"):
         return None
     path = source_file(cfg)
