@@ -69,38 +69,35 @@ def settings_for(name: str, rate: float, seed: int, minutes: float, workdir: Pat
 
 
 def sweep(run: Path, weights: list[float], seed: int, repeats: int, iterations: int) -> list[dict]:
-    """The conditional section of ``tsdiff evaluate`` (its judges and splits), plus the overall
-    discriminative score, for samples drawn at every guidance weight with one evaluation seed."""
-    from tsdiff_cli.data.arrays import gap_free
-    from tsdiff_cli.data.store import read_dataset
-    from tsdiff_cli.jobs.evaluate import conditional_section
-    from tsdiff_cli.jobs.generate import GENERATOR_COMMAND, run_sentences, sample_from_run, window_conditions
-    from tsdiff_cli.metrics.discriminative import discriminative_score
-    from tsdiff_cli.runs import run_model, run_settings
-    from tsdiff_cli.training.generator import evaluation_seeds
+    """``tsdiff evaluate RUN --sweep`` (its judges, splits and evaluation seeds of ``seed``) with the
+    benchmark's discriminative repeats and iterations."""
+    from tsdiff_cli.jobs.evaluate import guidance_sweep
+    from tsdiff_cli.runs import run_settings
 
     rs = run_settings(run)
-    _, meta = run_model(run, "generator", GENERATOR_COMMAND, tensors=False)
-    ds = read_dataset(Path(meta["dataset"]))
-    reference = ds.target if ds.has_target else ds.observed
-    rows = gap_free(reference)
-    cond = window_conditions(ds, rows, run_sentences(meta))
-    seeds = evaluation_seeds(seed)
     settings = rs.model_copy(update={"eval": rs.eval.model_copy(update={
-        "seed": seeds["metric"], "quick_repeats": repeats, "quick_disc_iterations": iterations})})
-    out = []
-    for w in weights:
-        t0 = time.monotonic()
-        gen, _, _ = sample_from_run(run, int(rows.sum()), steps=rs.sample.steps, seed=seeds["sample"],
-                                    batch_size=rs.sample.batch_size, churn=rs.sample.churn, device="cpu",
-                                    cond=cond, guidance=w)
-        section = conditional_section(ds, reference, gen, settings, True, w)
-        section["discriminative"] = float(np.mean(discriminative_score(
-            reference[rows], gen, repeats=repeats, iterations=iterations, seed=seeds["metric"])))
-        section["seconds"] = time.monotonic() - t0
-        section["seeds"] = seeds
-        out.append(section)
-    return out
+        "quick_repeats": repeats, "quick_disc_iterations": iterations})})
+    return guidance_sweep(run, weights, settings, seed=seed, quick=True)
+
+
+def median_rows(runs: list[dict], weights: list[float]) -> list[dict]:
+    """The sweep's medians over seeds, in the shape of one seed's rows (for the plot)."""
+    rows = []
+    for i, w in enumerate(weights):
+        at = [r["sweep"][i] for r in runs]
+
+        def m(values):
+            v = [x for x in values if x is not None]
+            return statistics.median(v) if v else None
+
+        row = {"guidance": w, "condition": at[0].get("condition"),
+               **{k: m([a.get(k) for a in at]) for k in ("discriminative", "per_class_discriminative_mean",
+                                                         "adherence", "tstr_ratio")}}
+        if at[0].get("numeric"):
+            name = next(iter(at[0]["numeric"]))
+            row["numeric"] = {name: {"correlation": m([a["numeric"][name].get("correlation") for a in at])}}
+        rows.append(row)
+    return rows
 
 
 def med(values: list[float | None]) -> str:
@@ -123,6 +120,8 @@ def main() -> None:
     ap.add_argument("--output", type=Path, help="write every figure as JSON here; seeds already in an existing file "
                     "are read back instead of retrained, so seeds run as separate processes add up to one table")
     ap.add_argument("--workdir", type=Path, help="keep datasets and runs here (default: a temporary folder)")
+    ap.add_argument("--plots", type=Path, help="write each cell's sweep (medians over seeds: disc. against "
+                    "adherence, or numeric corr.) as CELL.png into this folder")
     args = ap.parse_args()
 
     from tsdiff_cli.jobs.generate import train_generator
@@ -170,6 +169,13 @@ def main() -> None:
                       f"{med([a.get('per_class_discriminative_mean') for a in at]):>20}  "
                       f"{med([a.get('adherence') for a in at]):>20}  {med([a.get('tstr_ratio') for a in at]):>20}  "
                       f"{med(num):>20}", flush=True)
+            if args.plots:
+                from tsdiff_cli.metrics.plots import write_guidance_plot
+
+                path = write_guidance_plot(median_rows(results[cell], args.guidance),
+                                           args.plots / f"{cell.replace(':', '-')}.png",
+                                           title=f"{cell}, medians over seeds {done}")
+                print(f"plot: {path}")
 
 
 if __name__ == "__main__":

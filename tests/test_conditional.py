@@ -283,6 +283,25 @@ def test_conditional_evaluation_reports_per_class_fidelity_adherence_and_tstr(cl
     caption = cli("sample", workdir / "runs" / "latest", "-n", "2", "--caption", "a wave", "-o", "c.csv", "-q")
     assert caption.exit_code == 0, caption.output
 
+    # the guidance sweep: fidelity against adherence per weight, printed, in the report and plotted
+    swept = cli("evaluate", "runs/latest", "--quick", "--guidance", "1", "--sweep", "0,1", "--plots", "p",
+                "-o", "sweep.json")
+    assert swept.exit_code == 0, swept.output
+    assert "guidance sweep" in swept.output
+    report = json.loads((workdir / "sweep.json").read_text())
+    rows = report["guidance_sweep"]
+    assert [r["guidance"] for r in rows] == [0, 1] and report["inputs"]["generated"]["sampler"]["guidance"] == 1
+    for key in ("adherence", "per_class_discriminative", "tstr_accuracy"):  # w = 1 in the sweep is the report's w = 1:
+        assert rows[1][key] == report["conditional"][key]  # the same evaluation seeds, the same samples and judges
+    assert rows[0]["adherence"] != rows[1]["adherence"] or rows[0]["per_class_discriminative"] != \
+        rows[1]["per_class_discriminative"]  # the weight changes the samples
+    assert (workdir / "p" / "guidance.png").stat().st_size > 0
+    for args, words in ((["--sweep", "0,x"], "not a list of numbers"), (["--sweep", "-1"], "below 0"),
+                        (["--guidance", "-1"], "below 0")):
+        bad = cli("evaluate", "runs/latest", "--quick", *args, "-o", "bad.json")
+        assert bad.exit_code == 2 and words in bad.stderr, (args, bad.output)
+        assert not (workdir / "bad.json").exists()
+
 
 def test_the_condition_changes_the_samples():
     import numpy as np

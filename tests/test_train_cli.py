@@ -69,6 +69,9 @@ def test_train_makes_a_complete_run_and_samples_in_original_units(cli, workdir, 
     assert result.exit_code == 0, result.output
     report = json.loads((run / "report.json").read_text())
     assert report["sizes"]["generated"] == report["sizes"]["real"] == len(ds.target)
+    refused = cli("evaluate", "runs/latest", "--quick", "--sweep", "0,2", "-o", "sweep.json", env=env)
+    assert refused.exit_code == 2 and "trained without conditions" in refused.stderr
+    assert not (workdir / "sweep.json").exists()
 
 
 def test_resume_continues_exactly(cli, workdir, tiny):

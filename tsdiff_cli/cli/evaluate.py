@@ -22,6 +22,8 @@ def evaluate_command(
     quick: Annotated[bool, typer.Option("--quick", help="The reduced profile ([eval] quick_* settings, which also size training's selection score); labelled as such, not comparable with papers.")] = False,
     repeats: Annotated[Optional[int], typer.Option(help="Repeats of the discriminative and predictive scores (overrides [eval] repeats).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the metrics (overrides [eval] seed); with RUN, the seed its samples and its metrics are derived from (never those that chose the model during training).", show_default=False)] = None,
+    guidance: Annotated[Optional[float], typer.Option("--guidance", help="Conditional run: the classifier-free guidance weight to sample with (default: the run's [sample] guidance; 0 unconditional, 1 conditional).", show_default=False)] = None,
+    sweep: Annotated[Optional[str], typer.Option("--sweep", metavar="W,W,...", help="Conditional run: also sample at each of these guidance weights (e.g. 0,1,2,4) and report fidelity (disc., per-class disc.) against adherence for each; with --plots, guidance.png.", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no table; only the report file.")] = False,
 ) -> None:
     """Score generated windows against real ones with the papers' metrics, or an imputation.
@@ -46,13 +48,28 @@ def evaluate_command(
         missing = "--generated" if real is not None else "--real" if generated is not None else "RUN or --real/--generated"
         raise UserError("evaluate", f"nothing to compare: {missing} is missing",
                         "run `tsdiff evaluate RUN` or `tsdiff evaluate --real A --generated B`")
+    if run is None and (guidance is not None or sweep is not None):
+        raise UserError("--guidance" if guidance is not None else "--sweep", "applies to a conditional RUN, not to files",
+                        "give RUN, or drop it")
+    weights = _weights(sweep) if sweep is not None else None
     with Reporter(quiet) as rep:
         if run is None:
             result = evaluate_files(real, generated, settings, quick=quick, plots=plots, output=output, update=rep.update)
         else:
-            result = evaluate_run(run, settings, quick=quick, plots=plots, output=output, update=rep.update)
+            result = evaluate_run(run, settings, quick=quick, plots=plots, output=output, update=rep.update,
+                                  guidance=guidance, sweep=weights)
     if not quiet:
         _print_report(result.report, result.output)
+
+
+def _weights(text: str) -> list[float]:
+    try:
+        weights = [float(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        raise UserError(f"--sweep {text}", "is not a list of numbers", "give weights separated by commas, e.g. 0,1,2,4") from None
+    if not weights:
+        raise UserError("--sweep", "names no weight", "give weights separated by commas, e.g. 0,1,2,4")
+    return weights
 
 
 def _evaluate_imputation(run, real, generated, gaps, imputed, output, quiet) -> None:
@@ -93,6 +110,8 @@ def _print_report(report: dict, out: Path) -> None:
     console.print(table)
     if "conditional" in report:
         console.print(_conditional_table(report["conditional"]))
+    if "guidance_sweep" in report:
+        console.print(_sweep_table(report["guidance_sweep"]))
     console.print(report["protocol"], style="dim" if report["protocol"] == FULL_NOTE else "bold yellow")
     if "seeds" in report:
         sd = report["seeds"]
@@ -126,4 +145,21 @@ def _conditional_table(c: dict):
     for name, m in c.get("numeric", {}).items():
         table.add_row(f"{name}: corr(requested, judged)", f(m.get("correlation")))
         table.add_row(f"{name}: MAE", f(m.get("mae")))
+    return table
+
+
+def _sweep_table(rows: list[dict]):
+    from rich.table import Table
+
+    from tsdiff_cli.metrics.plots import sweep_axes
+
+    def f(v) -> str:
+        return "—" if v is None else f"{v:.4f}"
+
+    table = Table(title="guidance sweep (the same samples' seeds at every weight)", title_justify="left")
+    for col in ("w", "disc.", "per-class disc. (mean)", sweep_axes(rows[0])[1], "TSTR / TRTR"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(f"{r['guidance']:g}", f(r.get("discriminative")), f(r.get("per_class_discriminative_mean")),
+                      f(sweep_axes(r)[0]), f(r.get("tstr_ratio")))
     return table

@@ -4,6 +4,7 @@ the report is written as JSON (plots as PNGs) and returned."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,63 +21,161 @@ class Evaluation:
     output: Path
 
 
-def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quick: bool = False,
-                 plots: Path | None = None, output: Path | None = None, update: Update = no_update) -> Evaluation:
-    """Sample as many windows as the run's dataset has complete ones and score them, as the paper
-    does: in benchmark mode (the dataset holds a ``target``) against the ground truth of every
-    window, values the benchmark removed included; otherwise against the observed windows without
-    gaps. Samples and metrics use seeds derived from ``seed`` (default ``[eval] seed``) that
-    selection during training never used; the report records them. The report goes to ``output``
-    (default RUN/report.json)."""
+@dataclass
+class _RunScoring:
+    """What scoring a generator run needs: its settings, dataset, the reference windows (ground
+    truth in benchmark mode), the complete ones, their conditions and the evaluation seeds."""
+    settings: Settings  # the run's
+    meta: dict
+    dataset: Path
+    ds: object
+    reference: object  # (N, T, F) scaled
+    read: str
+    rows: object  # complete reference windows (bool)
+    seeds: dict
+    base: int
+    cond: object  # Conditions of the complete windows, or None
+
+
+def _run_scoring(run: Path, settings: Settings, seed: int | None) -> _RunScoring:
     from tsdiff_cli.data.arrays import gap_free
     from tsdiff_cli.data.store import read_dataset
-    from tsdiff_cli.jobs.generate import GENERATOR_COMMAND, sample_from_run
+    from tsdiff_cli.jobs.generate import GENERATOR_COMMAND
     from tsdiff_cli.runs import run_model
-    from tsdiff_cli.training.generator import evaluation_seeds, selection_seeds
+    from tsdiff_cli.training.generator import evaluation_seeds
 
     _require_generator(run)
-    out = _writable(output or report_path(run))
     rs = run_settings(run)
     _, meta = run_model(run, "generator", GENERATOR_COMMAND, tensors=False)
     dataset = Path(meta["dataset"])
     ds = read_dataset(dataset)
     reference, read = (ds.target, "target") if ds.has_target else (ds.observed, "observed")
-    # as many generated windows as real ones the metrics will see (windows with gaps are dropped)
-    n = int(gap_free(reference).sum())
+    rows = gap_free(reference)  # as many generated windows as real ones the metrics will see
+    n = int(rows.sum())
     if n < 4:
         raise UserError(dataset, f"has {n} windows without gaps; at least 4 are needed to score a run against",
                         "score samples against other data with --real and --generated")
     base = settings.eval.seed if seed is None else seed
-    seeds = evaluation_seeds(base)
-    used = selection_seeds(_as_trained(run))  # disjoint from ``seeds`` by purpose (tests/test_train_cli.py)
-    label = f"sampling {n} windows"
     cond = None
     if ds.conditions is not None:  # each generated window is asked for the conditions of one real window
         from tsdiff_cli.jobs.generate import run_sentences, window_conditions
 
-        cond = window_conditions(ds, gap_free(reference), run_sentences(meta))
-    scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=seeds["sample"],
+        cond = window_conditions(ds, rows, run_sentences(meta))
+    return _RunScoring(rs, meta, dataset, ds, reference, read, rows, evaluation_seeds(base), base, cond)
+
+
+def _check_guidance(sc: _RunScoring, weights: list[float], option: str) -> None:
+    if not weights:
+        return
+    if sc.cond is None:
+        raise UserError(option, "this run was trained without conditions, so there is no guidance to set",
+                        "drop it (guidance applies to conditional runs)")
+    bad = [w for w in weights if not w >= 0]
+    if bad:
+        raise UserError(option, f"guidance {bad[0]:g} is below 0", "use 0 (unconditional), 1 (conditional) or more")
+
+
+def _sample_run(run: Path, sc: _RunScoring, guidance: float, update: Update, label: str):
+    from tsdiff_cli.jobs.generate import sample_from_run
+
+    rs, n = sc.settings, int(sc.rows.sum())
+    scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=sc.seeds["sample"],
                                    batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
                                    precision=rs.sample.precision, callback=lambda done, total: update(label, done, total),
-                                   cond=cond, guidance=rs.sample.guidance)
-    real = WindowSet(reference, ds.columns, ds.scaler, dataset, read, scaled=True)
+                                   cond=sc.cond, guidance=guidance)
+    return scaled
+
+
+def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quick: bool = False,
+                 plots: Path | None = None, output: Path | None = None, update: Update = no_update,
+                 guidance: float | None = None, sweep: list[float] | None = None) -> Evaluation:
+    """Sample as many windows as the run's dataset has complete ones and score them, as the paper
+    does: in benchmark mode (the dataset holds a ``target``) against the ground truth of every
+    window, values the benchmark removed included; otherwise against the observed windows without
+    gaps. Samples and metrics use seeds derived from ``seed`` (default ``[eval] seed``) that
+    selection during training never used; the report records them. The report goes to ``output``
+    (default RUN/report.json). A conditional run samples with ``guidance`` (default its ``[sample]
+    guidance``); ``sweep`` adds :func:`guidance_sweep` at those weights (and ``guidance.png``)."""
+    from tsdiff_cli.training.generator import selection_seeds
+
+    _require_generator(run)
+    out = _writable(output or report_path(run))
+    sc = _run_scoring(run, settings, seed)
+    _check_guidance(sc, [] if guidance is None else [guidance], "--guidance")
+    _check_guidance(sc, sweep or [], "--sweep")
+    if plots is not None and sweep:
+        from tsdiff_cli.atomic import ensure_writable
+
+        ensure_writable(plots / "guidance.png", "plots")
+    rs, seeds, ds = sc.settings, sc.seeds, sc.ds
+    w = rs.sample.guidance if guidance is None else guidance
+    used = selection_seeds(_as_trained(run))  # disjoint from ``seeds`` by purpose (tests/test_train_cli.py)
+    scaled = _sample_run(run, sc, w, update, f"sampling {int(sc.rows.sum())} windows")
+    real = WindowSet(sc.reference, ds.columns, ds.scaler, sc.dataset, sc.read, scaled=True)
     generated = WindowSet(scaled, ds.columns, ds.scaler, run, "samples", scaled=True)
-    metric_settings = settings.model_copy(update={"eval": settings.eval.model_copy(update={"seed": seeds["metric"]})})
-    report = _score(real, generated, metric_settings, quick, plots, update, str(dataset), str(run))
+    metric_settings = _metric_settings(settings, seeds)
+    report = _score(real, generated, metric_settings, quick, plots, update, str(sc.dataset), str(run))
     if ds.conditions is not None:
         update("conditional metrics", 0, 1)
-        report["conditional"] = conditional_section(ds, reference, scaled, metric_settings, quick, rs.sample.guidance)
+        report["conditional"] = conditional_section(ds, sc.reference, scaled, metric_settings, quick, w)
         update("conditional metrics", 1, 1)
-    report["seeds"] = {"base": base, "sample": seeds["sample"], "metric": seeds["metric"],
+    if sweep:
+        report["guidance_sweep"] = _sweep(run, sc, sweep, metric_settings, quick, update)
+        if plots is not None:
+            from tsdiff_cli.metrics.plots import write_guidance_plot
+
+            report.setdefault("plots", []).append(str(write_guidance_plot(report["guidance_sweep"],
+                                                                          plots / "guidance.png", title=str(run))))
+    report["seeds"] = {"base": sc.base, "sample": seeds["sample"], "metric": seeds["metric"],
                        "selection": used, "note": "evaluation seeds are derived from base; selection during "
                        "training used its own (never these)"}
     report["inputs"]["generated"]["sampler"] = {"steps": rs.sample.steps, "churn": rs.sample.churn,
-                                                "precision": rs.sample.precision}
+                                                "precision": rs.sample.precision,
+                                                **({"guidance": w} if ds.conditions is not None else {})}
     report["inputs"]["real"]["mode"] = (
         "benchmark: scored against the dataset's ground truth (target), including the values removed for the "
         "benchmark; training and selection never read it" if ds.has_target else
         "observed windows without gaps (the dataset has no ground truth apart from its observed values)")
     return _write(report, out)
+
+
+def _metric_settings(settings: Settings, seeds: dict) -> Settings:
+    return settings.model_copy(update={"eval": settings.eval.model_copy(update={"seed": seeds["metric"]})})
+
+
+def guidance_sweep(run: Path, weights: list[float], settings: Settings, *, seed: int | None = None,
+                   quick: bool = False, update: Update = no_update) -> list[dict]:
+    """Per classifier-free guidance weight: windows sampled for the conditions of the real complete
+    windows (the evaluation seeds of ``seed``, the same samples at every weight but for the
+    guidance), their discriminative score against all real windows and :func:`conditional_section`
+    (per-class fidelity, adherence, TSTR, numeric corr / MAE) — the fidelity-against-adherence
+    trade of Ho & Salimans (2022, Fig. 1)."""
+    sc = _run_scoring(run, settings, seed)
+    _check_guidance(sc, weights, "--sweep")
+    return _sweep(run, sc, weights, _metric_settings(settings, sc.seeds), quick, update)
+
+
+def _sweep(run: Path, sc: _RunScoring, weights: list[float], metric_settings: Settings, quick: bool,
+           update: Update) -> list[dict]:
+    import numpy as np
+
+    from tsdiff_cli.metrics.discriminative import discriminative_score
+
+    e = metric_settings.eval
+    repeats, iterations = (e.quick_repeats, e.quick_disc_iterations) if quick else (min(e.repeats, 3), e.disc_iterations)
+    out = []
+    for w in weights:
+        t0 = time.monotonic()
+        gen = _sample_run(run, sc, w, update, f"guidance {w:g}: sampling {int(sc.rows.sum())} windows")
+        update(f"guidance {w:g}: scoring", 0, 1)
+        section = conditional_section(sc.ds, sc.reference, gen, metric_settings, quick, w)
+        section["discriminative"] = float(np.mean(discriminative_score(
+            sc.reference[sc.rows], gen, repeats=repeats, iterations=iterations, seed=e.seed)))
+        section["seconds"] = time.monotonic() - t0
+        section["seeds"] = dict(sc.seeds)
+        update(f"guidance {w:g}: scoring", 1, 1)
+        out.append(section)
+    return out
 
 
 def conditional_section(ds, reference, generated, settings: Settings, quick: bool, guidance: float) -> dict:

@@ -74,3 +74,49 @@ def write_plots(real: np.ndarray, generated: np.ndarray, out_dir: Path, columns:
     plt.close(fig)
     written.append(out_dir / "series.png")
     return written
+
+
+def sweep_axes(row: dict) -> tuple[float | None, str]:
+    """A guidance sweep row's faithfulness: adherence for a class condition, else the correlation
+    between requested and judged value of the first numeric condition; with its axis label."""
+    if row.get("adherence") is not None:
+        return row["adherence"], f"adherence (real-trained judge's accuracy on {row.get('condition', 'the class')})"
+    numeric = row.get("numeric") or {}
+    if numeric:
+        name, m = next(iter(numeric.items()))
+        return m.get("correlation"), f"corr(requested, judged {name})"
+    return None, "faithfulness"
+
+
+def write_guidance_plot(rows: list[dict], path: Path, title: str = "") -> Path:
+    """Fidelity against faithfulness over a guidance sweep (rows as :func:`tsdiff_cli.jobs.evaluate.
+    guidance_sweep` returns them, or medians in that shape): discriminative score (overall and,
+    for classes, the mean within each class; lower is more realistic) against adherence (or the
+    numeric correlation), each point labelled with its weight w."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [sweep_axes(r)[0] for r in rows]
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    series = [("discriminative", "disc. (all windows)", "tab:gray")]
+    if any(r.get("per_class_discriminative_mean") is not None for r in rows):
+        series.append(("per_class_discriminative_mean", "disc. within each class (mean)", GEN_COLOR))
+    for key, label, color in series:
+        pts = [(a, r.get(key), r["guidance"]) for a, r in zip(x, rows) if a is not None and r.get(key) is not None]
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=color, label=label)
+        for a, b, w in pts:
+            ax.annotate(f"w={w:g}", (a, b), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(sweep_axes(rows[0])[1] if rows else "faithfulness")
+    ax.set_ylabel("discriminative score (lower: more realistic)")
+    ax.set_title(f"guidance sweep{(' — ' + title) if title else ''}", fontsize=9)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save(fig, path)
+    plt.close(fig)
+    return path
