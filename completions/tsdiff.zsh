@@ -93,6 +93,8 @@ _tsdiff_evaluate() {
     '--quick[The reduced profile (\[eval\] quick_* settings, which also size training'\''s selection score); labelled as such, not comparable with papers]' \
     '--repeats[Repeats of the discriminative and predictive scores (overrides \[eval\] repeats)]:value: ' \
     '--seed[Seed of the metrics (overrides \[eval\] seed); with RUN, the seed its samples and its metrics are derived from (never those that chose the model during training)]:value: ' \
+    '--guidance[Conditional run: the classifier-free guidance weight to sample with (default: the run'\''s \[sample\] guidance; 0 unconditional, 1 conditional)]:value: ' \
+    '--sweep[Conditional run: also sample at each of these guidance weights (e.g]:value: ' \
     '(-q --quiet)'{-q,--quiet}'[No progress and no table; only the report file]' \
     '(-h --help)'{-h,--help}'[Show this message and exit]' \
     '*:RUN:_files -/'
