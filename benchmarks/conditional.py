@@ -82,14 +82,13 @@ def sweep(run: Path, weights: list[float], seed: int, repeats: int, iterations: 
 
 def median_rows(runs: list[dict], weights: list[float]) -> list[dict]:
     """The sweep's medians over seeds, in the shape of one seed's rows (for the plot)."""
+    def m(values):
+        v = [x for x in values if x is not None]
+        return statistics.median(v) if v else None
+
     rows = []
     for i, w in enumerate(weights):
         at = [r["sweep"][i] for r in runs]
-
-        def m(values):
-            v = [x for x in values if x is not None]
-            return statistics.median(v) if v else None
-
         row = {"guidance": w, "condition": at[0].get("condition"),
                **{k: m([a.get(k) for a in at]) for k in ("discriminative", "per_class_discriminative_mean",
                                                          "adherence", "tstr_ratio")}}

@@ -7,12 +7,19 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from tsdiff_cli.data.arrays import WindowSet
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.jobs import Update, no_update
 from tsdiff_cli.runs import MODEL_FILE, REPORT_FILE, model_path, report_path, run_settings
 from tsdiff_cli.settings import Settings
+
+if TYPE_CHECKING:
+    from tsdiff_cli.data.store import WindowDataset
+    from tsdiff_cli.models.condition import Conditions
 
 
 @dataclass
@@ -26,33 +33,35 @@ class _RunScoring:
     """What scoring a generator run needs: its settings, dataset, the reference windows (ground
     truth in benchmark mode), the complete ones, their conditions and the evaluation seeds."""
     settings: Settings  # the run's
-    meta: dict
     dataset: Path
-    ds: object
-    reference: object  # (N, T, F) scaled
+    ds: WindowDataset
+    reference: np.ndarray  # (N, T, F) scaled
     read: str
-    rows: object  # complete reference windows (bool)
+    rows: np.ndarray  # complete reference windows (bool)
     seeds: dict
     base: int
-    cond: object  # Conditions of the complete windows, or None
+    cond: Conditions | None  # of the complete windows
+
+    @property
+    def n(self) -> int:
+        return int(self.rows.sum())
 
 
 def _run_scoring(run: Path, settings: Settings, seed: int | None) -> _RunScoring:
+    """(``run`` is a generator run: :func:`_require_generator` has said so.)"""
     from tsdiff_cli.data.arrays import gap_free
     from tsdiff_cli.data.store import read_dataset
     from tsdiff_cli.jobs.generate import GENERATOR_COMMAND
     from tsdiff_cli.runs import run_model
     from tsdiff_cli.training.generator import evaluation_seeds
 
-    _require_generator(run)
     rs = run_settings(run)
     _, meta = run_model(run, "generator", GENERATOR_COMMAND, tensors=False)
     dataset = Path(meta["dataset"])
     ds = read_dataset(dataset)
     reference, read = (ds.target, "target") if ds.has_target else (ds.observed, "observed")
     rows = gap_free(reference)  # as many generated windows as real ones the metrics will see
-    n = int(rows.sum())
-    if n < 4:
+    if (n := int(rows.sum())) < 4:
         raise UserError(dataset, f"has {n} windows without gaps; at least 4 are needed to score a run against",
                         "score samples against other data with --real and --generated")
     base = settings.eval.seed if seed is None else seed
@@ -61,7 +70,7 @@ def _run_scoring(run: Path, settings: Settings, seed: int | None) -> _RunScoring
         from tsdiff_cli.jobs.generate import run_sentences, window_conditions
 
         cond = window_conditions(ds, rows, run_sentences(meta))
-    return _RunScoring(rs, meta, dataset, ds, reference, read, rows, evaluation_seeds(base), base, cond)
+    return _RunScoring(rs, dataset, ds, reference, read, rows, evaluation_seeds(base), base, cond)
 
 
 def _check_guidance(sc: _RunScoring, weights: list[float], option: str) -> None:
@@ -78,8 +87,8 @@ def _check_guidance(sc: _RunScoring, weights: list[float], option: str) -> None:
 def _sample_run(run: Path, sc: _RunScoring, guidance: float, update: Update, label: str):
     from tsdiff_cli.jobs.generate import sample_from_run
 
-    rs, n = sc.settings, int(sc.rows.sum())
-    scaled, _, _ = sample_from_run(run, n, steps=rs.sample.steps, seed=sc.seeds["sample"],
+    rs = sc.settings
+    scaled, _, _ = sample_from_run(run, sc.n, steps=rs.sample.steps, seed=sc.seeds["sample"],
                                    batch_size=rs.sample.batch_size, churn=rs.sample.churn, device=rs.train.device,
                                    precision=rs.sample.precision, callback=lambda done, total: update(label, done, total),
                                    cond=sc.cond, guidance=guidance)
@@ -110,7 +119,7 @@ def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quic
     rs, seeds, ds = sc.settings, sc.seeds, sc.ds
     w = rs.sample.guidance if guidance is None else guidance
     used = selection_seeds(_as_trained(run))  # disjoint from ``seeds`` by purpose (tests/test_train_cli.py)
-    scaled = _sample_run(run, sc, w, update, f"sampling {int(sc.rows.sum())} windows")
+    scaled = _sample_run(run, sc, w, update, f"sampling {sc.n} windows")
     real = WindowSet(sc.reference, ds.columns, ds.scaler, sc.dataset, sc.read, scaled=True)
     generated = WindowSet(scaled, ds.columns, ds.scaler, run, "samples", scaled=True)
     metric_settings = _metric_settings(settings, seeds)
@@ -120,7 +129,8 @@ def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quic
         report["conditional"] = conditional_section(ds, sc.reference, scaled, metric_settings, quick, w)
         update("conditional metrics", 1, 1)
     if sweep:
-        report["guidance_sweep"] = _sweep(run, sc, sweep, metric_settings, quick, update)
+        known = {w: (scaled, report["conditional"])}  # the report's own weight is not sampled and judged again
+        report["guidance_sweep"] = _sweep(run, sc, sweep, metric_settings, quick, update, known)
         if plots is not None:
             from tsdiff_cli.metrics.plots import write_guidance_plot
 
@@ -150,15 +160,15 @@ def guidance_sweep(run: Path, weights: list[float], settings: Settings, *, seed:
     guidance), their discriminative score against all real windows and :func:`conditional_section`
     (per-class fidelity, adherence, TSTR, numeric corr / MAE) — the fidelity-against-adherence
     trade of Ho & Salimans (2022, Fig. 1)."""
+    _require_generator(run)
     sc = _run_scoring(run, settings, seed)
     _check_guidance(sc, weights, "--sweep")
     return _sweep(run, sc, weights, _metric_settings(settings, sc.seeds), quick, update)
 
 
 def _sweep(run: Path, sc: _RunScoring, weights: list[float], metric_settings: Settings, quick: bool,
-           update: Update) -> list[dict]:
-    import numpy as np
-
+           update: Update, known: dict | None = None) -> list[dict]:
+    """``known``: weight → (samples, conditional section) already made with these seeds."""
     from tsdiff_cli.metrics.discriminative import discriminative_score
 
     e = metric_settings.eval
@@ -166,9 +176,12 @@ def _sweep(run: Path, sc: _RunScoring, weights: list[float], metric_settings: Se
     out = []
     for w in weights:
         t0 = time.monotonic()
-        gen = _sample_run(run, sc, w, update, f"guidance {w:g}: sampling {int(sc.rows.sum())} windows")
-        update(f"guidance {w:g}: scoring", 0, 1)
-        section = conditional_section(sc.ds, sc.reference, gen, metric_settings, quick, w)
+        if known and w in known:
+            gen, section = known[w][0], dict(known[w][1])
+        else:
+            gen = _sample_run(run, sc, w, update, f"guidance {w:g}: sampling {sc.n} windows")
+            update(f"guidance {w:g}: scoring", 0, 1)
+            section = conditional_section(sc.ds, sc.reference, gen, metric_settings, quick, w)
         section["discriminative"] = float(np.mean(discriminative_score(
             sc.reference[sc.rows], gen, repeats=repeats, iterations=iterations, seed=e.seed)))
         section["seconds"] = time.monotonic() - t0
@@ -183,8 +196,6 @@ def conditional_section(ds, reference, generated, settings: Settings, quick: boo
     each numeric one. ``generated`` window i was asked for the conditions of the i-th complete
     ``reference`` window; the judges train on the training split's complete windows and TSTR
     tests on the test split (the validation split when there is no test split)."""
-    import numpy as np
-
     from tsdiff_cli.data.arrays import gap_free
     from tsdiff_cli.data.store import SPLITS
     from tsdiff_cli.metrics.conditional import class_report, numeric_report
