@@ -129,3 +129,12 @@ def test_run_and_argument_errors(cli, workdir):
         result = cli(*args)
         assert result.exit_code == 2, args
         assert words in result.stderr, (args, result.stderr)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the refusal is for machines without a GPU")
+def test_metrics_on_a_missing_gpu_are_refused_before_any_work(cli, workdir, stock_files):
+    result = cli("evaluate", "--real", "a.npy", "--generated", "b.npy", env={**FAST_ENV, "TSDIFF_EVAL__DEVICE": "cuda"})
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert "\n" not in line and "device" in line and "no CUDA GPU" in line
+    assert not (workdir / "report.json").exists()

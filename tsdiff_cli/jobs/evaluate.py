@@ -109,6 +109,7 @@ def evaluate_run(run: Path, settings: Settings, *, seed: int | None = None, quic
 
     _require_generator(run)
     out = _writable(output or report_path(run))
+    _metric_device(settings)
     sc = _run_scoring(run, settings, seed)
     _check_guidance(sc, [] if guidance is None else [guidance], "--guidance")
     _check_guidance(sc, sweep or [], "--sweep")
@@ -233,6 +234,7 @@ def evaluate_files(real_path: Path, gen_path: Path, settings: Settings, *, quick
     from tsdiff_cli.data.arrays import read_windows
 
     out = _writable(output or Path(REPORT_FILE))
+    _metric_device(settings)
     real, generated = read_windows(real_path), read_windows(gen_path)
     return _write(_score(real, generated, settings, quick, plots, update, str(real_path), str(gen_path)), out)
 
@@ -277,6 +279,13 @@ def _write(report: dict, out: Path) -> Evaluation:
     return Evaluation(report, out)
 
 
+def _metric_device(settings: Settings) -> str:
+    """``[eval] device``, refused up front (before minutes of sampling) when it names a missing GPU."""
+    from tsdiff_cli.training.device import resolve_device
+
+    return str(resolve_device(settings.eval.device))
+
+
 def _score(real: WindowSet, generated: WindowSet, settings: Settings, quick: bool, plots: Path | None, update: Update,
            real_name: str, gen_name: str) -> dict:
     from tsdiff_cli.metrics.evaluate import LABELS, evaluate_windows, prepare
@@ -286,7 +295,7 @@ def _score(real: WindowSet, generated: WindowSet, settings: Settings, quick: boo
 
         ensure_writable(plots / "pca.png", "plots")
     prepared = prepare(real, generated)
-    report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick,
+    report = evaluate_windows(prepared.real, prepared.generated, settings.eval, quick=quick, device=_metric_device(settings),
                               progress=lambda name, done, total: update(LABELS[name], done, total))
     report["inputs"] = {
         "real": {"path": real_name, "read": real.what, "windows_dropped_incomplete": prepared.dropped_real},
