@@ -260,8 +260,8 @@ class EvalSettings(_Section):
     corr_subsets: int = Field(5, ge=1, description="random subsets the correlation score is averaged over")
     seed: int = Field(0, description="seed of every metric; the same seed gives the same numbers")
     threads: int = Field(0, ge=0, description="torch CPU threads for evaluation; 0: those of the command (tsdiff --threads)")
-    device: Literal["cpu", "cuda"] = Field("cpu", description='where the metrics\' networks train ("cpu": as every '
-                                           'score in the README; "cuda" is faster, its numbers differ in the last digits)')
+    device: Literal["cpu", "cuda"] = Field("cpu", description='where the four protocol metrics\' networks train ("cpu": '
+                                           'as every score in the README; the conditional section stays on the CPU)')
     quick_metrics: list[MetricName] = Field(["discriminative"], description="metrics of the quick profile")
     quick_repeats: int = Field(3, ge=1, description="repeats in the quick profile")
     # Not fewer iterations: with 500 the classifier is undertrained and the quick score flatters
