@@ -152,7 +152,7 @@ class ModelSettings(_Section):
 
     delay: int = Field(3, ge=1, description="steps between the starts of image columns (paper: 3)")
     embedding: int = Field(8, ge=1, description="steps per image column (paper: 8)")
-    channels: int = Field(64, ge=8, description="U-Net base channels (paper: 128); wide data raises it to twice the "
+    channels: int = Field(64, ge=8, description="U-Net base channels (paper: 128); wide data raises it to four times the "
                           "features, rounded up to a multiple of 32 (at most 256)")
     channel_mult: list[int] = Field([1, 2, 2], min_length=1, description="channel multiplier per resolution")
     num_blocks: int = Field(2, ge=1, description="residual blocks per resolution")
