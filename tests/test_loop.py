@@ -122,7 +122,9 @@ class Clock:
 class Counting(Task):
     """One parameter; every step costs ``step_s`` of the fake clock, every validation ``val_s``."""
 
-    def __init__(self, clock: Clock, step_s: float, val_s: float, epochs: int = 100, size: int = 4):
+    def __init__(self, clock: Clock, step_s: float, val_s: float, epochs: int = 100, size: int = 4,
+                 growth: float = 1.0):
+        self.growth = growth  # each validation this many times as long as the one before
         self.module = torch.nn.Linear(1, 1)
         self.optimizer = torch.optim.SGD(self.module.parameters(), lr=0.1)
         self.watch = Watch("val")
@@ -139,7 +141,7 @@ class Counting(Task):
 
     def _validate(self, check):
         for _ in range(8):  # a check every eighth of the validation
-            self.clock.now += self.val_s / 8
+            self.clock.now += self.val_s * self.growth ** len(self.validations) / 8
             check()
         self.validations.append(self.clock.now)
         return {"val": 1.0 / len(self.validations)}
@@ -151,9 +153,9 @@ class Counting(Task):
         return dict(self.module.state_dict()), {"format": "tsdiff-test"}
 
 
-def _fit(tmp_path, step_s, val_s, minutes, epochs=100):
+def _fit(tmp_path, step_s, val_s, minutes, epochs=100, growth=1.0):
     clock = Clock()
-    task = Counting(clock, step_s, val_s, epochs)
+    task = Counting(clock, step_s, val_s, epochs, growth=growth)
     run = Run.create(tmp_path / "runs", "test", "t", "")
     with run.lifecycle("test"):
         run.begin("test")
@@ -164,15 +166,28 @@ def _fit(tmp_path, step_s, val_s, minutes, epochs=100):
 
 def test_max_minutes_is_never_overshot_by_more_than_a_step(tmp_path):
     # 2 steps of 1 s an epoch, a validation every 5 epochs taking 6 s, 1 minute of budget:
-    # validations end at 16, 32, 48 s; then a step and a validation (7 s) are kept free, so
-    # training stops at 53 s (step 35) and the last validation ends at 59 s, instead of one
-    # starting at 58 s and ending at 64 s
+    # validations end at 16, 32, 48 s; then a step and one and a half validations (10 s) are
+    # kept free, so training stops at 50 s (step 32) and the last validation ends at 56 s,
+    # instead of one starting at 58 s and ending at 64 s
     result, task, wall, run = _fit(tmp_path, step_s=1.0, val_s=6.0, minutes=1.0)
-    assert result.reason == "max_minutes 1" and result.steps == 35
+    assert result.reason == "max_minutes 1" and result.steps == 32
     assert wall <= 60 + 1.0
-    assert task.validations == [1016, 1032, 1048, 1059]
+    assert task.validations == [1016, 1032, 1048, 1056]
     evals = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals if e["kind"] == "eval"][-1] == result.steps  # the kept model is the last weights'
+
+
+def test_the_last_validation_ends_in_time_when_validations_grow_longer(tmp_path, monkeypatch):
+    # each validation 20 % longer than the one before (a loaded machine, a slower model): the
+    # last one still scores the most-trained weights, within the budget; kept free for exactly
+    # one validation's length, as before, it would be abandoned at the deadline
+    result, task, wall, run = _fit(tmp_path, step_s=1.0, val_s=6.0, minutes=1.5, growth=1.2)
+    evals = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals if e["kind"] == "eval"][-1] == result.steps
+    assert "evaluation stopped" not in (run.path / "metrics.jsonl").read_text() and wall <= 90 + 1.0
+    monkeypatch.setattr("tsdiff_cli.training.loop.VALIDATION_MARGIN", 1.0)
+    result, task, wall, run = _fit(tmp_path / "tight", step_s=1.0, val_s=6.0, minutes=1.5, growth=1.2)
+    assert "evaluation stopped" in (run.path / "metrics.jsonl").read_text()
 
 
 def test_a_validation_running_past_the_deadline_is_abandoned(tmp_path):

@@ -12,9 +12,9 @@ owns the rest:
   that ``average``s;
 - the budget: epochs, ``max_steps`` and ``max_minutes`` checked before every step. Validations
   count against the time: once the trainer knows how long one takes it stops training early
-  enough for the last one to end by the deadline, and a validation still running at the
-  deadline is abandoned (tasks call ``check()`` in their long loops). So a run ends within its
-  minutes plus one step and one checkpoint write;
+  enough for the last one to end by the deadline (with half a validation to spare), and a
+  validation still running at the deadline is abandoned (tasks call ``check()`` in their long
+  loops). So a run ends within its minutes plus one step and one checkpoint write;
 - validation cadence, keeping the weights with the best value of a named metric (``Watch``) in
   the run's inference file, early stopping after ``patience`` validations without one;
 - checkpoints: every ``checkpoint_minutes``, at the end of each phase, at the end and on Ctrl-C /
@@ -65,6 +65,7 @@ OnStep = Callable[[dict], None]  # progress: phase, epoch, epochs, batch, batche
 # after each validation (rank 0): its metrics and the step; returns a reason to stop (e.g. a study's pruner) or None
 OnEval = Callable[[dict, int], "str | None"]
 HEARTBEAT = 30.0  # seconds between status.json updates within an epoch
+VALIDATION_MARGIN = 1.5  # the time kept free for the last validation, in lengths of the one before
 
 
 class Diverged(RuntimeError):
@@ -330,8 +331,11 @@ class Trainer:
         if b.max_steps and self.pos.step >= b.max_steps:
             return f"max_steps {b.max_steps}"
         # once a validation's duration is known, stop early enough for one more step and the
-        # last validation to end by the deadline
-        reserve = self.pos.validation_seconds + self._step_seconds if phase.validate and self.pos.validation_seconds else 0.0
+        # last validation to end by the deadline, with half a validation to spare: the last one
+        # scores the most-trained weights, and one that ran a few seconds longer than the one
+        # before was abandoned, its weights never scored (ETTh1 70 %: 1900 of 5633 steps; energy 30 %: 1270 of 3041)
+        reserve = (VALIDATION_MARGIN * self.pos.validation_seconds + self._step_seconds
+                   if phase.validate and self.pos.validation_seconds else 0.0)
         if b.max_minutes and self._time_left() <= reserve:
             return f"max_minutes {b.max_minutes:g}"
         return None
