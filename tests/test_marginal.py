@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tsdiff_cli.models.marginal import decode, encode, fit_knots
+from tsdiff_cli.models.marginal import Z_MAX, decode, encode, fit_knots
 from conftest import TINY, write_toml
 
 LEVELS = np.array([0, 1, 2, 3]) / 7  # a light switched in steps, off most of the time
@@ -58,19 +58,47 @@ def test_lumpy_only_ranks_point_masses_and_heavy_tails_and_keeps_smooth_features
     np.testing.assert_array_equal(knots[:2], torch.as_tensor(fit_knots(x, 1001))[:2])  # switch and tail as "all"
 
 
+def test_the_normal_grid_gives_a_heavy_tail_room_so_small_errors_there_stay_small():
+    """Encoded on the normal grid a feature's values are normal scores (rescaled to [0, 1]) and come
+    back exactly; a sampler's small error in the top percent of a heavy tail moves the decoded value
+    a little, where on the uniform grid it throws it to the feature's maximum."""
+    x = _data()
+    uniform, normal = (torch.as_tensor(fit_knots(x, 1001, output=o)) for o in ("uniform", "normal"))
+    v = encode(torch.as_tensor(x), normal)
+    z = ((v[..., 1] - 0.5) * 2 * Z_MAX).numpy()
+    np.testing.assert_allclose(np.quantile(z, [0.1, 0.5, 0.9, 0.99]), [-1.2816, 0, 1.2816, 2.3263], atol=0.02)
+    np.testing.assert_allclose(decode(v, normal), x, atol=1e-4)  # values come back, the extremes too
+    assert float(v.min()) == 0.0 and float(v.max()) == 1.0
+    np.testing.assert_allclose(decode(torch.tensor([[0.0, 0.0], [1.0, 1.0]]), normal), [x.min((0, 1)), x.max((0, 1))])
+    # the lights' levels keep their exact values and shares under draws of normal scores
+    draws = decode(0.5 + torch.randn(100_000, 2, generator=torch.Generator().manual_seed(1)) / (2 * Z_MAX), normal)
+    on_level = [np.mean(np.abs(draws[:, 0].numpy() - lv) < 1e-6) for lv in LEVELS]
+    np.testing.assert_allclose(on_level, [0.7, 0.15, 0.1, 0.05], atol=0.01)
+
+    spikes = x[..., 1].ravel()
+    top = torch.as_tensor(spikes[spikes >= np.quantile(spikes, 0.99)])[:, None].repeat(1, 2)  # the top percent
+    error = torch.randn(top.shape, generator=torch.Generator().manual_seed(2)) * 0.01  # a sampler's error
+    moved = {}
+    for name, knots in (("uniform", uniform), ("normal", normal)):
+        back = decode((encode(top, knots) + error).clamp(0, 1), knots)[:, 1]
+        moved[name] = (float((back - top[:, 1]).abs().median()), float((back == knots[1, -1]).float().mean()))
+    assert moved["normal"][0] < moved["uniform"][0] / 5  # the same error moves a tail value far less
+    assert moved["uniform"][1] > 0.2 and moved["normal"][1] < moved["uniform"][1] / 10  # ranks pile samples on the max
+
+
 def test_quantiles_setting_rejects_one_knot(cli, workdir):
     config = write_toml(workdir / "q.toml", TINY.replace("[model]\n", "[model]\nquantiles = 1\n"))
     result = cli("train", config, "-q")
     assert result.exit_code == 2 and "quantiles" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("quantiles", [0, 101])
-def test_a_generator_with_a_quantile_map_samples_a_discrete_column_on_its_levels(cli, workdir, quantiles):
+@pytest.mark.parametrize("quantiles,output", [(0, "uniform"), (101, "uniform"), (101, "normal")])
+def test_a_generator_with_a_quantile_map_samples_a_discrete_column_on_its_levels(cli, workdir, quantiles, output):
     x = _data(300, seed=2)
     rows = x.reshape(-1, 2)[:3000]
     pd.DataFrame({"lights": rows[:, 0] * 70, "power": rows[:, 1] * 1000}).to_csv(workdir / "home.csv", index=False)
     text = TINY.replace('source = "stock"', 'source = "home.csv"').replace("reverse_rows = true\n", "")
-    text = text.replace("[model]\n", f"[model]\nquantiles = {quantiles}\n")
+    text = text.replace("[model]\n", f'[model]\nquantiles = {quantiles}\nquantile_output = "{output}"\n')
     config = write_toml(workdir / "home.toml", text)
     result = cli("train", config, "-q")
     assert result.exit_code == 0, result.output
@@ -111,6 +139,9 @@ def test_a_pretrained_tst_is_reused_only_with_the_same_map(cli, workdir):
     lumpy = write_toml(workdir / "lumpy.toml", TINY.replace("[model]\n", '[model]\nquantiles = 11\nquantile_features = "lumpy"\n'))
     result = cli("train", lumpy, "--tst", tst_run, "-q")  # same knots, another map: the TST learnt other inputs
     assert result.exit_code == 2 and "quantile_features" in result.output and "Traceback" not in result.output
+    scores = write_toml(workdir / "scores.toml", TINY.replace("[model]\n", '[model]\nquantiles = 11\nquantile_output = "normal"\n'))
+    result = cli("train", scores, "--tst", tst_run, "-q")  # the same features on another grid
+    assert result.exit_code == 2 and 'quantile_output = "uniform"' in result.output and "Traceback" not in result.output
     result = cli("train", ranks, "--tst", tst_run, "-q")
     assert result.exit_code == 0, result.output
 

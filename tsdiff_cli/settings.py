@@ -169,6 +169,10 @@ class ModelSettings(_Section):
     quantile_features: Literal["all", "lumpy"] = Field(
         "all", description='which features the quantile map ranks: "all", or "lumpy": only those with a point mass '
         "(one value in ≥ 20 % of the observations) or a heavy tail (|skewness| > 2); the others keep their values")
+    quantile_output: Literal["uniform", "normal"] = Field(
+        "uniform", description='what the quantile map turns a value into: "uniform" (its rank) or "normal" (its normal '
+        "score, rescaled to [0, 1]): the normal grid gives a heavy tail's rare values room, where ranks squeeze them "
+        "into the last percent")
     caption_dim: int = Field(64, ge=8, description="conditional generation: width of the caption encoder's word tokens "
                              "(the U-Net cross-attends to them)")
     caption_layers: int = Field(1, ge=0, description="transformer layers over the caption's words (0: mean of word "

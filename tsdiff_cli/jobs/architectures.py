@@ -53,7 +53,7 @@ def generator_config(s: Settings, seq_len: int, features: int, conditions: dict 
                                     numerics=len(conditions["numeric"]), vocab=vocab, text_dim=m.caption_dim,
                                     text_layers=m.caption_layers, text_in=text_in if vocab else 0)
     return GeneratorConfig(seq_len, features, m.delay, m.embedding, tst, unet, m.project, condition, m.quantiles,
-                           m.quantile_features)
+                           m.quantile_features, m.quantile_output)
 
 
 def forecast_config(p: ForecastSettings, n_vars: int) -> ForecastConfig:

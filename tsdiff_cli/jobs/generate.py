@@ -171,12 +171,17 @@ def _pretrained_tst(run: Path, cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
     if saved != cfg.tst.to_dict():
         raise UserError(run, "holds a TST of another architecture than these settings' [tst]",
                         "pretrain with the same [tst] settings, or drop --tst")
-    saved_map = (whole.get("quantiles", 0), whole.get("quantile_features", "all") if whole.get("quantiles") else "all")
-    wanted_map = (cfg.quantiles, cfg.quantile_features if cfg.quantiles else "all")
-    if saved_map != wanted_map:  # the TST learnt in ranks (of all or some features), or in the data's values
-        raise UserError(run, f"holds a TST trained with [model] quantiles = {saved_map[0]}, quantile_features = "
-                        f"\"{saved_map[1]}\"; these settings have {wanted_map[0]}, \"{wanted_map[1]}\"",
-                        "pretrain with the same [model] quantiles and quantile_features, or drop --tst")
+
+    def grid(d: dict) -> tuple:  # what a TST learnt in: ranks or scores (of all or some features), or the data
+        q = d.get("quantiles", 0)
+        return (q, d.get("quantile_features", "all") if q else "all", d.get("quantile_output", "uniform") if q else "uniform")
+
+    saved_map = grid(whole)
+    wanted_map = grid(json.loads(cfg.to_json()))
+    if saved_map != wanted_map:
+        raise UserError(run, "holds a TST trained with [model] quantiles = {}, quantile_features = \"{}\", "
+                        "quantile_output = \"{}\"; these settings have {}, \"{}\", \"{}\"".format(*saved_map, *wanted_map),
+                        "pretrain with the same [model] quantiles, quantile_features and quantile_output, or drop --tst")
     return {k: v for k, v in tensors.items() if k != "knots"}  # this run fits its own map on its data
 
 

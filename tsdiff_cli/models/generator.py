@@ -34,6 +34,7 @@ class GeneratorConfig:
     condition: ConditionConfig | None = None  # conditional generation: the condition encoder
     quantiles: int = 0  # knots of the per-feature quantile map (0: the data as it is)
     quantile_features: str = "all"  # which features it ranks ("lumpy": see models.marginal.is_lumpy)
+    quantile_output: str = "uniform"  # the map's grid: ranks, or normal scores (models.marginal.knot_probabilities)
 
     def to_json(self) -> str:
         return json.dumps({"seq_len": self.seq_len, "features": self.features, "delay": self.delay,
@@ -42,7 +43,9 @@ class GeneratorConfig:
                            **({"condition": self.condition.to_dict()} if self.condition else {}),
                            **({"quantiles": self.quantiles} if self.quantiles else {}),
                            **({"quantile_features": self.quantile_features}
-                              if self.quantiles and self.quantile_features != "all" else {})})
+                              if self.quantiles and self.quantile_features != "all" else {}),
+                           **({"quantile_output": self.quantile_output}
+                              if self.quantiles and self.quantile_output != "uniform" else {})})
 
     @classmethod
     def from_json(cls, text: str) -> GeneratorConfig:
@@ -50,7 +53,7 @@ class GeneratorConfig:
         cond = ConditionConfig(**d["condition"]) if d.get("condition") else None
         return cls(d["seq_len"], d["features"], d["delay"], d["embedding"], TSTConfig(**d["tst"]), UNetConfig(**d["unet"]),
                    d.get("project", False), cond, d.get("quantiles", 0),
-                   d.get("quantile_features", "all"))
+                   d.get("quantile_features", "all"), d.get("quantile_output", "uniform"))
 
 
 def image_multiple(channel_mult: list[int]) -> int:

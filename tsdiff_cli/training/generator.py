@@ -96,7 +96,8 @@ class GeneratorTask(Task):
         self.module = self.model = Generator(cfg).to(device)
         self.ema_model = Generator(cfg).to(device)  # holds the EMA weights for sampling
         if cfg.quantiles:  # the quantile map is fitted on the training windows' observed values
-            knots = torch.as_tensor(fit_knots(observed, cfg.quantiles, cfg.quantile_features == "lumpy"), device=device)
+            knots = torch.as_tensor(fit_knots(observed, cfg.quantiles, cfg.quantile_features == "lumpy",
+                                              cfg.quantile_output), device=device)
             self.model.knots.copy_(knots)
             self.ema_model.knots.copy_(knots)
         # both networks learn in the model's space (each feature's rank with a quantile map)
