@@ -3,8 +3,9 @@ never on the reported full-protocol score against the benchmark's ground truth.
 
     python benchmarks/choose_churn.py RUN [--churn 0 10] [--steps 18] [--seeds 0 1 2]
 
-For each churn, number of sampler steps (default: the run's [sample] steps) and seed: sample as many windows as the run's selection reference holds (the
-observed windows `tsdiff train` selects on), give them the reference's gaps and score them with
+For each churn, number of sampler steps (default: the run's [sample] steps) and seed: sample
+as many windows as the run's selection reference holds (the observed windows `tsdiff train`
+selects on), give them the reference's gaps and score them with
 the selection score (3 repeats, 2000 iterations, as in training). Seeds here are derived for
 this purpose ("choice-*"), distinct from selection's and evaluation's. Prints the median over
 seeds per churn.
