@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tsdiff_cli.models.marginal import Z_MAX, decode, encode, fit_knots
+from tsdiff_cli.models.marginal import Z_MAX, decode, encode, encode_ties_at_random, fit_knots
 from conftest import TINY, write_toml
 
 LEVELS = np.array([0, 1, 2, 3]) / 7  # a light switched in steps, off most of the time
@@ -86,19 +86,52 @@ def test_the_normal_grid_gives_a_heavy_tail_room_so_small_errors_there_stay_smal
     assert moved["uniform"][1] > 0.2 and moved["normal"][1] < moved["uniform"][1] / 10  # ranks pile samples on the max
 
 
+@pytest.mark.parametrize("output", ["uniform", "normal"])
+def test_ties_at_random_spread_a_level_over_its_range_and_decode_to_it(output):
+    """quantile_ties = "random": a discrete level's training values are spread over its whole
+    probability range (uniform ranks / normal scores rather than one spike per level), one place
+    per window, and every place decodes to the level; values without a tie encode as before."""
+    x = _data()
+    x[0, 0, 0] = np.nan
+    knots = torch.as_tensor(fit_knots(x, 1001, output=output))
+    windows = torch.as_tensor(x)
+    u = encode_ties_at_random(windows, knots, output, torch.Generator().manual_seed(5))
+    mid = encode(windows, knots)
+    assert torch.isnan(u[0, 0, 0]) and torch.isnan(u).sum() == 1  # gaps stay gaps
+    back = decode(torch.nan_to_num(u), knots)[1:]
+    np.testing.assert_allclose(back[..., 0], x[1:, :, 0], atol=1e-6)  # every place in a tie → its level
+    np.testing.assert_allclose(back[..., 1], x[1:, :, 1], atol=1e-4)
+    assert torch.equal(u[..., 1], mid[..., 1])  # the continuous tail has no ties: as encode
+    lights = u[..., 0][~torch.isnan(u[..., 0])].numpy()
+    scores = lights if output == "uniform" else (lights - 0.5) * 2 * Z_MAX
+    target = [0.1, 0.5, 0.9] if output == "uniform" else [-1.2816, 0.0, 1.2816]
+    np.testing.assert_allclose(np.quantile(scores, [0.1, 0.5, 0.9]), target, atol=0.03)  # no longer four spikes
+    assert len(np.unique(mid[..., 0][1:].numpy())) == 4 and len(np.unique(lights)) > 1000
+    off = u[1:, :, 0][x[1:, :, 0] == 0]
+    assert float(off.min()) < 0.01 and float(off.max()) > (0.69 if output == "uniform" else 0.56)  # its whole range
+    # one place per window and level: a window's "off" values are one value
+    per_window = torch.where(torch.as_tensor(x[1:, :, 0] == 0), u[1:, :, 0], torch.nan)
+    spread = np.nanmax(per_window.numpy(), 1) - np.nanmin(per_window.numpy(), 1)
+    assert np.nanmax(spread) < 1e-6
+    again = encode_ties_at_random(windows, knots, output, torch.Generator().manual_seed(5))
+    assert torch.equal(torch.nan_to_num(u), torch.nan_to_num(again))  # seeded: the same places
+
+
 def test_quantiles_setting_rejects_one_knot(cli, workdir):
     config = write_toml(workdir / "q.toml", TINY.replace("[model]\n", "[model]\nquantiles = 1\n"))
     result = cli("train", config, "-q")
     assert result.exit_code == 2 and "quantiles" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("quantiles,output", [(0, "uniform"), (101, "uniform"), (101, "normal")])
-def test_a_generator_with_a_quantile_map_samples_a_discrete_column_on_its_levels(cli, workdir, quantiles, output):
+@pytest.mark.parametrize("quantiles,output,ties", [(0, "uniform", "mid"), (101, "uniform", "mid"),
+                                                   (101, "normal", "mid"), (101, "normal", "random")])
+def test_a_generator_with_a_quantile_map_samples_a_discrete_column_on_its_levels(cli, workdir, quantiles, output, ties):
     x = _data(300, seed=2)
     rows = x.reshape(-1, 2)[:3000]
     pd.DataFrame({"lights": rows[:, 0] * 70, "power": rows[:, 1] * 1000}).to_csv(workdir / "home.csv", index=False)
     text = TINY.replace('source = "stock"', 'source = "home.csv"').replace("reverse_rows = true\n", "")
-    text = text.replace("[model]\n", f'[model]\nquantiles = {quantiles}\nquantile_output = "{output}"\n')
+    text = text.replace("[model]\n", f'[model]\nquantiles = {quantiles}\nquantile_output = "{output}"\n'
+                                     f'quantile_ties = "{ties}"\n')
     config = write_toml(workdir / "home.toml", text)
     result = cli("train", config, "-q")
     assert result.exit_code == 0, result.output

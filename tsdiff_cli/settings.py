@@ -173,6 +173,11 @@ class ModelSettings(_Section):
         "uniform", description='what the quantile map turns a value into: "uniform" (its rank) or "normal" (its normal '
         "score, rescaled to [0, 1]): the normal grid gives a heavy tail's rare values room, where ranks squeeze them "
         "into the last percent")
+    quantile_ties: Literal["mid", "random"] = Field(
+        "mid", description='where the quantile map puts a training value shared by several knots (a discrete level): '
+        '"mid" (the middle of its probability range, as at sampling) or "random" (a place drawn for each window '
+        "and feature inside its range: the level's encoded values spread over its range, and every place there "
+        "samples back to the level); training only, the map itself is the same")
     caption_dim: int = Field(64, ge=8, description="conditional generation: width of the caption encoder's word tokens "
                              "(the U-Net cross-attends to them)")
     caption_layers: int = Field(1, ge=0, description="transformer layers over the caption's words (0: mean of word "

@@ -79,9 +79,15 @@ class Generator(nn.Module):
         else:
             self.knots = None
 
-    def encode(self, windows01: torch.Tensor) -> torch.Tensor:
-        """Data windows (NaN gaps allowed) → the space the networks learn in (the ranks, or as is)."""
-        return windows01 if self.knots is None else marginal.encode(windows01, self.knots)
+    def encode(self, windows01: torch.Tensor, ties: torch.Generator | None = None) -> torch.Tensor:
+        """Data windows (NaN gaps allowed) → the space the networks learn in (the ranks, or as is);
+        with a ``ties`` generator, tied values at random places inside their ties (training data:
+        ``marginal.encode_ties_at_random``)."""
+        if self.knots is None:
+            return windows01
+        if ties is None:
+            return marginal.encode(windows01, self.knots)
+        return marginal.encode_ties_at_random(windows01, self.knots, self.cfg.quantile_output, ties)
 
     def decode(self, windows: torch.Tensor) -> torch.Tensor:
         """The networks' windows → data windows in [0, 1]."""

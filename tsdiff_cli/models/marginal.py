@@ -22,6 +22,13 @@ the feature's maximum; on the normal grid it spans 17 % of [0, 1] (z from 2.33 t
 a discrete level is, maps to the middle of their range: its mid-rank), ``decode`` the quantile
 function, linear between knots; neither depends on the grid. Both are vectorised gathers /
 searches with no loop over values; the knots travel with the model's weights.
+
+``encode_ties_at_random`` is ``encode`` for training data with ties broken at random: a tied
+value's probability is drawn uniformly inside its tie, Rüschendorf's distributional transform
+(2009, "On the distributional transform, Sklar's theorem, and the empirical copula process",
+eq. (2): F(x−) + V·(F(x) − F(x−)), V ~ U(0, 1)), which makes a discrete feature's encoded
+marginal uniform (on the normal grid: normal) instead of one spike per level. ``decode`` is
+unchanged and returns every point of a tie to its level, so the model may sample anywhere in it.
 """
 
 from __future__ import annotations
@@ -99,6 +106,31 @@ def encode(x: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
     pos = torch.where(left == k, torch.full_like(pos, k - 1), pos)  # above the last
     u = torch.where(missing, torch.full_like(pos, float("nan")), pos / (k - 1))
     return u.t().reshape(shape).to(x.dtype)
+
+
+def encode_ties_at_random(windows: torch.Tensor, knots: torch.Tensor, output: str,
+                          generator: torch.Generator) -> torch.Tensor:
+    """``encode`` of ``windows`` (N, L, F), except that a value tied among knots left … right−1
+    (a discrete level) maps to the probability probs[left] + V·(probs[right−1] − probs[left]) of
+    the ``output`` grid rather than to its middle, V ~ U(0, 1) drawn from ``generator`` once per
+    window and feature: a level held through a window stays one value in it, as in the data."""
+    f, k = knots.shape
+    u = encode(windows, knots)
+    xt = torch.nan_to_num(windows.reshape(-1, f).t().contiguous().to(knots.dtype))  # (F, N·L), as in encode
+    left = torch.searchsorted(knots, xt, right=False)
+    right = torch.searchsorted(knots, xt, right=True)
+    tie = ((right - left) >= 2) & ~torch.isnan(windows.reshape(-1, f).t())
+    v = torch.rand(*windows.shape[:-2], 1, f, generator=generator, dtype=torch.float64)
+    v = v.expand(windows.shape).reshape(-1, f).t().to(knots.device)
+    probs = torch.as_tensor(knot_probabilities(k, output), device=knots.device)
+    lo, hi = left.clamp(max=k - 1), (right - 1).clamp(min=0)
+    p = probs[lo] + v * (probs[hi] - probs[lo])
+    # the probability's position on the grid: linear between the knots' probabilities
+    idx = torch.searchsorted(probs, p, right=True).clamp(1, k - 1)
+    frac = ((p - probs[idx - 1]) / (probs[idx] - probs[idx - 1]).clamp_min(1e-300)).clamp(0, 1)
+    pos = torch.minimum(torch.maximum(idx - 1 + frac, lo.to(p.dtype)), hi.to(p.dtype))
+    dithered = (pos / (k - 1)).t().reshape(windows.shape).to(u.dtype)
+    return torch.where(tie.t().reshape(windows.shape), dithered, u)
 
 
 def decode(u: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:

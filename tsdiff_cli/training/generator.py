@@ -101,7 +101,10 @@ class GeneratorTask(Task):
             self.model.knots.copy_(knots)
             self.ema_model.knots.copy_(knots)
         # both networks learn in the model's space (each feature's rank with a quantile map)
-        self.observed = self.model.encode(torch.as_tensor(observed, dtype=torch.float32, device=device))
+        ties = None  # [model] quantile_ties = "random": each window's tied values at a drawn place in their tie
+        if s.model.quantile_ties == "random":
+            ties = torch.Generator().manual_seed(derived_seed("quantile-ties", s.train.seed))
+        self.observed = self.model.encode(torch.as_tensor(observed, dtype=torch.float32, device=device), ties)
         self.selection_real = selection_real
         self.seeds = selection_seeds(s)
         # conditional runs: the training windows' conditions, and those the selection samples are asked for
