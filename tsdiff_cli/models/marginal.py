@@ -24,9 +24,9 @@ function, linear between knots; neither depends on the grid. Both are vectorised
 searches with no loop over values; the knots travel with the model's weights.
 
 ``encode_ties_at_random`` is ``encode`` for training data with ties broken at random: a tied
-value's probability is drawn uniformly inside its tie, Rüschendorf's distributional transform
-(2009, "On the distributional transform, Sklar's theorem, and the empirical copula process",
-eq. (2): F(x−) + V·(F(x) − F(x−)), V ~ U(0, 1)), which makes a discrete feature's encoded
+value's probability is drawn uniformly inside its tie: the distributional transform
+F(x−) + V·(F(x) − F(x−)), V ~ U(0, 1), of Rüschendorf (2009, "On the distributional transform,
+Sklar's theorem, and the empirical copula process"), which makes a discrete feature's encoded
 marginal uniform (on the normal grid: normal) instead of one spike per level. ``decode`` is
 unchanged and returns every point of a tie to its level, so the model may sample anywhere in it.
 """
