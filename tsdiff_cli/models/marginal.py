@@ -86,11 +86,10 @@ def fit_knots(observed: np.ndarray, knots: int, only_lumpy: bool = False, output
     return out.astype(np.float32)
 
 
-def encode(x: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
-    """Values ``x`` (..., F) → their mid-rank probability in [0, 1] under ``knots`` (F, K);
-    NaN stays NaN, values beyond the outer knots map to 0 / 1."""
+def _positions(x: torch.Tensor, knots: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Values ``x`` (..., F) → (F, N) tensors: the mid-rank position among ``knots`` (F, K), in
+    0 … K − 1, with the first knot ≥ x (``left``), the first > x (``right``) and where x is NaN."""
     f, k = knots.shape
-    shape = x.shape
     xt = x.reshape(-1, f).t().contiguous().to(knots.dtype)  # (F, N)
     missing = torch.isnan(xt)
     xt = torch.nan_to_num(xt, nan=0.0)
@@ -104,8 +103,16 @@ def encode(x: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
     pos = torch.where(right > left, tied, between)
     pos = torch.where(right == 0, torch.zeros_like(pos), pos)  # below the first knot
     pos = torch.where(left == k, torch.full_like(pos, k - 1), pos)  # above the last
+    return pos, left, right, missing
+
+
+def encode(x: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
+    """Values ``x`` (..., F) → their mid-rank probability in [0, 1] under ``knots`` (F, K);
+    NaN stays NaN, values beyond the outer knots map to 0 / 1."""
+    k = knots.shape[1]
+    pos, _, _, missing = _positions(x, knots)
     u = torch.where(missing, torch.full_like(pos, float("nan")), pos / (k - 1))
-    return u.t().reshape(shape).to(x.dtype)
+    return u.t().reshape(x.shape).to(x.dtype)
 
 
 def encode_ties_at_random(windows: torch.Tensor, knots: torch.Tensor, output: str,
@@ -115,11 +122,7 @@ def encode_ties_at_random(windows: torch.Tensor, knots: torch.Tensor, output: st
     the ``output`` grid rather than to its middle, V ~ U(0, 1) drawn from ``generator`` once per
     window and feature: a level held through a window stays one value in it, as in the data."""
     f, k = knots.shape
-    u = encode(windows, knots)
-    xt = torch.nan_to_num(windows.reshape(-1, f).t().contiguous().to(knots.dtype))  # (F, N·L), as in encode
-    left = torch.searchsorted(knots, xt, right=False)
-    right = torch.searchsorted(knots, xt, right=True)
-    tie = ((right - left) >= 2) & ~torch.isnan(windows.reshape(-1, f).t())
+    pos, left, right, missing = _positions(windows, knots)
     v = torch.rand(*windows.shape[:-2], 1, f, generator=generator, dtype=torch.float64)
     v = v.expand(windows.shape).reshape(-1, f).t().to(knots.device)
     probs = torch.as_tensor(knot_probabilities(k, output), device=knots.device)
@@ -128,9 +131,10 @@ def encode_ties_at_random(windows: torch.Tensor, knots: torch.Tensor, output: st
     # the probability's position on the grid: linear between the knots' probabilities
     idx = torch.searchsorted(probs, p, right=True).clamp(1, k - 1)
     frac = ((p - probs[idx - 1]) / (probs[idx] - probs[idx - 1]).clamp_min(1e-300)).clamp(0, 1)
-    pos = torch.minimum(torch.maximum(idx - 1 + frac, lo.to(p.dtype)), hi.to(p.dtype))
-    dithered = (pos / (k - 1)).t().reshape(windows.shape).to(u.dtype)
-    return torch.where(tie.t().reshape(windows.shape), dithered, u)
+    drawn = torch.minimum(torch.maximum(idx - 1 + frac, lo.to(p.dtype)), hi.to(p.dtype)).to(pos.dtype)
+    pos = torch.where((right - left) >= 2, drawn, pos)
+    u = torch.where(missing, torch.full_like(pos, float("nan")), pos / (k - 1))
+    return u.t().reshape(windows.shape).to(windows.dtype)
 
 
 def decode(u: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
