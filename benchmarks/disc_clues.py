@@ -1,7 +1,8 @@
 """What the discriminator uses to tell a run's samples from the data: a diagnosis from observed
 values only (the benchmark's removed values are never read).
 
-    python benchmarks/disc_clues.py RUN [-n 2000] [--seed 7] [--iterations 1000] [--group A,B …] [--no-single] [--lumpy]
+    python benchmarks/disc_clues.py RUN [-n 2000] [--seed 7] [--iterations 1000] [--group A,B …] [--no-single]
+                                        [--stretches L] [--lumpy]
 
 Every score is the selection-style discriminative score (values + gap channels, 2 repeats,
 ``--iterations`` steps each) against ``n`` observed windows of the run's dataset:
@@ -14,7 +15,13 @@ Every score is the selection-style discriminative score (values + gap channels, 
    column names) the same way; then the samples with the features that alone score above 0.1
    replaced by observed values of other windows (what is left). ``--no-single`` skips the
    one-feature scores (one classifier per feature: minutes on wide data);
-3. with ``--lumpy``, the features with a point mass or a heavy tail (``models.marginal.is_lumpy``
+3. with ``--stretches L``, the same against complete observed data: every window's stretches of
+   L steps with all features observed (a gap in a window hides what happens across it), real
+   stretches against other real ones (the floor) and against the samples cut at the same steps;
+   all features, each ``--group``, each stretch's level alone (its mean held over the stretch:
+   how the columns sit together) and its shape alone (the stretch less its mean, × 10, so the
+   classifier sees motion a hundredth of the range);
+4. with ``--lumpy``, the features with a point mass or a heavy tail (``models.marginal.is_lumpy``
    on the observed values): each one's 99th percentile, share of values at the observed maximum and
    99th percentile of |step change|, real against samples; then the samples scored with those
    features smoothed (3-step mean) or taken from other real windows, and other real windows
@@ -47,6 +54,8 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=1000)
     ap.add_argument("--group", nargs="*", default=[], help="comma-separated column names scored together")
     ap.add_argument("--no-single", action="store_true", help="skip the one-feature scores")
+    ap.add_argument("--stretches", type=int, default=0, metavar="L",
+                    help="also score complete observed stretches of L steps (0: off)")
     ap.add_argument("--lumpy", action="store_true", help="where the point-mass / heavy-tailed features give samples away")
     args = ap.parse_args()
     t0 = time.time()
@@ -81,6 +90,8 @@ def main() -> None:
     for group in args.group:
         idx = [cols.index(name) for name in group.split(",")]
         print(f"  {group}: {gappy(real[:, :, idx], gen[:, :, idx]):.3f}")
+    if args.stretches:
+        stretch_clues(obs, gen, cols, args.group, args.stretches, args.seed, kw)
     if args.lumpy:
         lumpy_clues(obs, real, other, gen, cols, plain, gappy)
     if args.no_single:
@@ -97,6 +108,47 @@ def main() -> None:
         names = ", ".join(cols[f] for f in clues)
         print(f"  samples with {names} from real windows: {gappy(real, swapped):.3f}")
     print(f"  ({time.time() - t0:.0f} s)")
+
+
+def stretch_clues(obs, gen, cols, groups, length, seed, kw) -> None:
+    """Scores on complete stretches of ``length`` observed steps (see the module's docstring, 3)."""
+    whole = ~np.isnan(obs).any(axis=2)  # steps with every feature observed
+    runs = np.cumsum(np.pad(whole, ((0, 0), (1, 0))).astype(int), axis=1)
+    starts_ok = runs[:, length:] - runs[:, :-length] == length  # (N, T − L + 1): a stretch starts here
+    rows = np.flatnonzero(starts_ok.any(axis=1))
+    rng = np.random.default_rng(seed + 3)
+    n = min(len(gen), len(rows) // 2)
+    if n < 100:
+        print(f"  stretches of {length}: only {len(rows)} windows hold one; too few to score")
+        return
+    # one stretch per window, at a start drawn among its own (the first free start has no preference)
+    starts = np.array([rng.choice(np.flatnonzero(starts_ok[r])) for r in rows])
+    perm = rng.permutation(len(rows))
+    a, b = perm[:n], perm[n:2 * n]
+    steps = np.arange(length)
+
+    def cut(windows, at):
+        return np.take_along_axis(windows, (at[:, None] + steps)[:, :, None], axis=1)
+
+    real, other = cut(obs[rows[a]], starts[a]), cut(obs[rows[b]], starts[b])
+    samples = cut(gen[:n], starts[b])  # the samples cut where the other real stretches lie
+
+    def score(x, y):
+        return float(np.mean(discriminative_score(x, y, **kw)))
+
+    def level(x):
+        return np.repeat(x.mean(axis=1, keepdims=True), length, axis=1)
+
+    print(f"  complete stretches of {length} steps ({len(rows)} windows hold one; {n} a side):")
+    print(f"    real vs other real:                {score(real, other):.3f}")
+    noisy = other + rng.normal(0, 0.01, other.shape).astype(np.float32)
+    print(f"    real vs other real + noise 0.01:   {score(real, noisy):.3f}")
+    for name in ["all", *groups]:
+        idx = list(range(len(cols))) if name == "all" else [cols.index(c) for c in name.split(",")]
+        r, g, o = real[:, :, idx], samples[:, :, idx], other[:, :, idx]
+        print(f"    {name}: samples {score(r, g):.3f}; level alone {score(level(r), level(g)):.3f} "
+              f"(real {score(level(r), level(o)):.3f}); shape alone {score(10 * (r - level(r)), 10 * (g - level(g))):.3f} "
+              f"(real {score(10 * (r - level(r)), 10 * (o - level(o))):.3f})")
 
 
 def smooth3(x: np.ndarray) -> np.ndarray:
