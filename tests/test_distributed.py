@@ -94,7 +94,8 @@ def test_world_comes_from_torchruns_environment():
 
 
 def test_two_processes_train_the_generator_one_process_trains(tmp_path):
-    (tmp_path / "g.toml").write_text(GENERATOR)
+    # with a cooldown: the rate's factor is rank 0's, agreed by all ranks each step
+    (tmp_path / "g.toml").write_text(GENERATOR.replace("[train]\n", "[train]\ncooldown = 0.5\n"))
     one = tsdiff(tmp_path, "train", "g.toml", "-q", env={"TSDIFF_TRAIN__RUNS_DIR": "one"})
     assert one.returncode == 0, one.stderr
     two = tsdiff(tmp_path, "train", "g.toml", procs=2, env={"TSDIFF_TRAIN__RUNS_DIR": "two"})

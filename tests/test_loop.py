@@ -285,3 +285,49 @@ def test_an_evaluation_hook_stops_training_with_its_reason_and_keeps_the_best(tm
     assert result.reason == "pruned by test" and result.steps == 6
     assert seen == [(1.0, 2), (0.5, 4), (1 / 3, 6)]
     assert read_status(run.path)["state"] == "finished" and (run.path / "model.safetensors").is_file()
+
+
+def _rates(task):
+    """The learning rate each optimizer step used."""
+    used, step = [], task.optimizer.step
+
+    def recording(*args, **kwargs):
+        used.append(task.optimizer.param_groups[0]["lr"])
+        return step(*args, **kwargs)
+
+    task.optimizer.step = recording
+    return used
+
+
+@pytest.mark.parametrize("epochs, budget", [(100, {"max_steps": 20}), (10, {})])
+def test_cooldown_takes_the_rate_linearly_to_zero_over_the_last_part_of_the_steps(tmp_path, epochs, budget):
+    # 20 steps, by the step budget or by the phase's 10 epochs of 2: the last quarter (5 steps) cools
+    clock = Clock()
+    task = Counting(clock, step_s=1.0, val_s=1.0, epochs=epochs)
+    used = _rates(task)
+    run = Run.create(tmp_path / "runs", "test", "t", "")
+    with run.lifecycle("test"):
+        run.begin("test")
+        Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(**budget, cooldown=0.25), clock=clock).fit()
+    assert used == pytest.approx([0.1] * 16 + [0.08, 0.06, 0.04, 0.02])
+    assert task.optimizer.param_groups[0]["lr"] == 0.1  # the task's own rate (or scheduler's) is left as it was
+    logged = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr_scale"] for r in logged if "lr_scale" in r][-1] == pytest.approx(0.2)
+
+
+def test_cooldown_on_a_time_budget_ends_where_training_ends_before_the_last_validation(tmp_path):
+    # as test_max_minutes_is_never_overshot_by_more_than_a_step: training stops at 50 s of the 60,
+    # 10 s being kept for the last validation; a cooldown of half the budget (30 s) starts at 20 s
+    clock = Clock()
+    task = Counting(clock, step_s=1.0, val_s=6.0)
+    used = _rates(task)
+    run = Run.create(tmp_path / "runs", "test", "t", "")
+    with run.lifecycle("test"):
+        run.begin("test")
+        result = Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(max_minutes=1.0, cooldown=0.5),
+                         clock=clock).fit()
+    assert result.steps == 32 and len(used) == 32  # the schedule does not move the stop
+    # steps start at 0, 1, …, 9 s, a validation, 16, 17, …: the 15th starts at 20 s, the last at 49 s
+    assert used[:15] == [0.1] * 15
+    assert all(a > b for a, b in zip(used[14:], used[15:]))
+    assert used[-1] == pytest.approx(0.1 / 30)

@@ -133,7 +133,7 @@ def run_settings(run: Path, overrides: dict | None = None) -> Settings:
 #: what a resumed run may take from CONFIG, the environment or options: budgets, cadences, where it
 #: runs and how it is judged or sampled. Everything else was fixed when the run began.
 RESUMABLE = {
-    "train": {"epochs", "max_minutes", "max_steps", "eval_every", "eval_samples", "checkpoint_minutes", "device"},
+    "train": {"epochs", "max_minutes", "max_steps", "cooldown", "eval_every", "eval_samples", "checkpoint_minutes", "device"},
     "tst": {"epochs", "max_steps"},
     "sample": {"steps", "churn", "n", "batch_size", "seed", "precision", "guidance"},
     "eval": None,  # None: every key

@@ -105,7 +105,8 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
     if on_run and world.main:
         on_run(run)
     t = settings.train
-    trainer = Trainer(task, run, seed=t.seed, grad_clip=t.grad_clip, budget=Budget(t.max_steps, t.max_minutes, started),
+    trainer = Trainer(task, run, seed=t.seed, grad_clip=t.grad_clip,
+                      budget=Budget(t.max_steps, t.max_minutes, started, t.cooldown),
                       checkpoint_minutes=t.checkpoint_minutes, bf16=use_bf16(t.precision, device), device=device,
                       on_step=on_step, world=world, on_eval=on_eval)
     with run.lifecycle(command, resume_hint=f"tsdiff train --resume {run.path}"):

@@ -14,7 +14,9 @@ owns the rest:
   count against the time: once the trainer knows how long one takes it stops training early
   enough for the last one to end by the deadline (with half a validation to spare), and a
   validation still running at the deadline is abandoned (tasks call ``check()`` in their long
-  loops). So a run ends within its minutes plus one step and one checkpoint write;
+  loops). So a run ends within its minutes plus one step and one checkpoint write. With a
+  ``cooldown`` the learning rates fall linearly to 0 over the budget's last part (rank 0's
+  clock decides the factor under torchrun, as it decides the stop);
 - validation cadence, keeping the weights with the best value of a named metric (``Watch``) in
   the run's inference file, early stopping after ``patience`` validations without one;
 - checkpoints: every ``checkpoint_minutes``, at the end of each phase, at the end and on Ctrl-C /
@@ -66,6 +68,7 @@ OnStep = Callable[[dict], None]  # progress: phase, epoch, epochs, batch, batche
 OnEval = Callable[[dict, int], "str | None"]
 HEARTBEAT = 30.0  # seconds between status.json updates within an epoch
 VALIDATION_MARGIN = 1.5  # the time kept free for the last validation, in lengths of the one before
+SCALE_UNITS = 10**9  # the cooldown factor travels between ranks as an integer of these units
 
 
 class Diverged(RuntimeError):
@@ -125,6 +128,8 @@ class Budget:
     max_steps: int = 0  # 0: no limit
     max_minutes: float = 0.0
     since: float | None = None  # when this session's clock started (the trainer's clock); default: fit()
+    # the learning rate falls linearly to 0 over this last fraction of the budget (0: constant)
+    cooldown: float = 0.0
 
 
 @dataclass
@@ -288,6 +293,7 @@ class Trainer:
         self._session: float | None = None  # monotonic start of this session's training
         self._saved: dict | None = None  # the position the last checkpoint holds
         self._step_seconds = 0.0  # how long the last optimizer step took
+        self._scale = 1.0  # the learning rates' factor for the next step (budget.cooldown)
         self._signal: int | None = None  # SIGINT / SIGTERM received: stop after the step in progress
         self._last_checkpoint = self._last_status = clock()
 
@@ -334,11 +340,36 @@ class Trainer:
         # last validation to end by the deadline, with half a validation to spare: the last one
         # scores the most-trained weights, and one that ran a few seconds longer than the one
         # before was abandoned, its weights never scored (ETTh1 70 %: 1900 of 5633 steps; energy 30 %: 1270 of 3041)
-        reserve = (VALIDATION_MARGIN * self.pos.validation_seconds + self._step_seconds
-                   if phase.validate and self.pos.validation_seconds else 0.0)
-        if b.max_minutes and self._time_left() <= reserve:
+        if b.max_minutes and self._time_left() <= self._reserve(phase):
             return f"max_minutes {b.max_minutes:g}"
         return None
+
+    def _reserve(self, phase: Phase) -> float:
+        """Seconds kept free at the end of the time budget for the last validation."""
+        return (VALIDATION_MARGIN * self.pos.validation_seconds + self._step_seconds
+                if phase.validate and self.pos.validation_seconds else 0.0)
+
+    def lr_scale(self, phase: Phase) -> float:
+        """The learning rates' factor under ``budget.cooldown`` = c: 1 until the budget nearest its end
+        (as a fraction of itself: the training minutes before the last validation's reserve,
+        ``max_steps``, the phase's own epochs or steps) has a fraction c left, then falling linearly to 0 at its end (the decay
+        phase of warmup-stable-decay schedules: Hu et al. 2024, "MiniCPM"; Hägele et al. 2024, "Scaling
+        laws and compute-optimal training beyond fixed training durations").
+        A time budget makes the schedule follow the clock, so it adapts to the machine's speed."""
+        c, b, pos = self.budget.cooldown, self.budget, self.pos
+        if not c:
+            return 1.0
+        left = []
+        if b.max_minutes:
+            left.append((self._time_left() - self._reserve(phase)) / (60 * b.max_minutes))
+        if b.max_steps:
+            left.append((b.max_steps - pos.step) / b.max_steps)
+        planned = phase.epochs * phase.batches
+        if phase.max_steps:
+            planned = min(planned, phase.max_steps)
+        if planned:
+            left.append((planned - pos.epoch * phase.batches - pos.batch) / planned)
+        return min(1.0, max(0.0, min(left)) / c)
 
     # --- signals: the step in progress ends, then a checkpoint ------------------------------------
 
@@ -358,11 +389,15 @@ class Trainer:
         decide the budget, so all ranks stop at the same step."""
         if self.world.size == 1:
             self._stop_if_asked()
+            self._scale = self.lr_scale(phase)
             return self._out_of_budget(phase)
         reason = self._out_of_budget(phase) if self.world.main else None
         code = 0 if reason is None else 1 + self._BUDGETS.index(reason.split()[0])
         sig = {None: 0, signal.SIGINT: 1, signal.SIGTERM: 2}.get(self._signal, 1)
-        sig, code = self.world.agree([sig, code])
+        # rank 0's clock sets the learning rates' cooldown too: every replica steps alike
+        scale = round(self.lr_scale(phase) * SCALE_UNITS) if self.world.main else 0
+        sig, code, scale = self.world.agree([sig, code, scale])
+        self._scale = scale / SCALE_UNITS
         if sig:
             self._signal = signal.SIGTERM if sig == 2 else signal.SIGINT
             self._stop_if_asked()
@@ -388,6 +423,7 @@ class Trainer:
         """Forward (the task's step), backward, clip, step; returns the logged values as floats."""
         task = self.task
         task.module.train()
+        scale = self._scale  # where the budget stood as the step began (_agreed_stop)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss, logs = self.trained(phase.step, batch)
         values = {k: v.item() if torch.is_tensor(v) else float(v) for k, v in logs.items()}
@@ -401,7 +437,15 @@ class Trainer:
             loss.backward()
         for group in task.optimizer.param_groups:  # each group clipped on its own
             torch.nn.utils.clip_grad_norm_(group["params"], self.grad_clip)
+        if scale < 1.0:  # on top of any scheduler's rate, which is put back after the step
+            rates = [g["lr"] for g in task.optimizer.param_groups]
+            for g in task.optimizer.param_groups:
+                g["lr"] *= scale
+            values["lr_scale"] = scale
         task.optimizer.step()
+        if scale < 1.0:
+            for g, lr in zip(task.optimizer.param_groups, rates):
+                g["lr"] = lr
         if task.scheduler is not None:
             task.scheduler.step()
         if phase.ema and task.ema is not None:
