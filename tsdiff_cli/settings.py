@@ -217,7 +217,8 @@ class TrainSettings(_Section):
                                "command, quick evaluations included (0: no limit)")
     max_steps: int = Field(0, ge=0, description="stop cleanly after this many optimisation steps, both phases (0: no limit)")
     cooldown: float = Field(0.0, ge=0, le=1, description="learning rates fall linearly to 0 over this last fraction of "
-                            "the budget (max_minutes, else max_steps, else the phase's epochs); 0: constant")
+                            "the budget nearest its end (max_minutes, max_steps or the phase's own epochs, each as a "
+                            "fraction of itself); 0: constant")
     checkpoint_minutes: float = Field(5.0, gt=0, description="write a resumable checkpoint this often")
     cfg_dropout: float = Field(0.1, ge=0, lt=1, description="conditional generation: probability that a window's "
                                "condition is replaced by the null one (classifier-free guidance training)")

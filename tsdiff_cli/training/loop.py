@@ -106,6 +106,12 @@ class Phase:
         """Epochs this phase starts, the last one perhaps cut short by ``max_steps``."""
         return min(self.epochs, -(-self.max_steps // self.batches)) if self.max_steps else self.epochs
 
+    @property
+    def planned_steps(self) -> int:
+        """Steps this phase trains if no other budget ends it first."""
+        planned = self.epochs * self.batches
+        return min(planned, self.max_steps) if self.max_steps else planned
+
     def done(self, epoch: int, batch: int) -> bool:
         """Whether a phase standing at (``epoch``, next ``batch``) has nothing left to train."""
         return epoch >= self.epochs or bool(self.max_steps) and epoch * self.batches + batch >= self.max_steps
@@ -364,9 +370,7 @@ class Trainer:
             left.append((self._time_left() - self._reserve(phase)) / (60 * b.max_minutes))
         if b.max_steps:
             left.append((b.max_steps - pos.step) / b.max_steps)
-        planned = phase.epochs * phase.batches
-        if phase.max_steps:
-            planned = min(planned, phase.max_steps)
+        planned = phase.planned_steps
         if planned:
             left.append((planned - pos.epoch * phase.batches - pos.batch) / planned)
         return min(1.0, max(0.0, min(left)) / c)
