@@ -184,7 +184,8 @@ def _sweep(run: Path, sc: _RunScoring, weights: list[float], metric_settings: Se
             update(f"guidance {w:g}: scoring", 0, 1)
             section = conditional_section(sc.ds, sc.reference, gen, metric_settings, quick, w)
         section["discriminative"] = float(np.mean(discriminative_score(
-            sc.reference[sc.rows], gen, repeats=repeats, iterations=iterations, seed=e.seed)))
+            sc.reference[sc.rows], gen, repeats=repeats, iterations=iterations, seed=e.seed,
+            device=_metric_device(metric_settings))))
         section["seconds"] = time.monotonic() - t0
         section["seeds"] = dict(sc.seeds)
         update(f"guidance {w:g}: scoring", 1, 1)
@@ -201,7 +202,7 @@ def conditional_section(ds, reference, generated, settings: Settings, quick: boo
     from tsdiff_cli.data.store import SPLITS
     from tsdiff_cli.metrics.conditional import class_report, numeric_report
 
-    e = settings.eval
+    e, device = settings.eval, _metric_device(settings)
     rows = gap_free(reference)
     real, split, c = reference[rows], ds.split[rows], ds.conditions
     spec = c["spec"]
@@ -218,11 +219,11 @@ def conditional_section(ds, reference, generated, settings: Settings, quick: boo
         out.update(class_report(real, codes, train, test, generated, codes, classes, seed=e.seed,
                                 disc_repeats=e.quick_repeats if quick else min(e.repeats, 3),
                                 disc_iterations=e.quick_disc_iterations if quick else e.disc_iterations,
-                                batch_size=e.batch_size))
+                                batch_size=e.batch_size, device=device))
     numeric = {}
     for k, (name, (mean, std, *_)) in enumerate(spec["numeric"].items()):
         values = c["nums"][rows, k].astype(np.float64) * std + mean
-        numeric[name] = numeric_report(real, values, train, generated, values, seed=e.seed)
+        numeric[name] = numeric_report(real, values, train, generated, values, seed=e.seed, device=device)
     if numeric:
         out["numeric"] = numeric
     return out

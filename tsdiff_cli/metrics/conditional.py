@@ -36,20 +36,20 @@ class _GRUJudge(nn.Module):
 
 
 def fit_judge(x: np.ndarray, y: np.ndarray, classes: int, *, seed: int, iterations: int = 600,
-              batch_size: int = 128, hidden: int = 32) -> _GRUJudge:
+              batch_size: int = 128, hidden: int = 32, device: str = "cpu") -> _GRUJudge:
     """A GRU classifier (``classes`` ≥ 2) or regressor (``classes`` = 0, ``y`` standardised) on
-    complete windows ``x`` (N, T, F)."""
+    complete windows ``x`` (N, T, F), trained on ``device`` (batch indices drawn on the CPU: a seed draws the same batches on any device)."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = _GRUJudge(x.shape[2], max(classes, 1), hidden)
+    model = _GRUJudge(x.shape[2], max(classes, 1), hidden).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     xs = torch.as_tensor(x, dtype=torch.float32)
     ys = torch.as_tensor(y, dtype=torch.long if classes else torch.float32)
     for _ in range(iterations):
         idx = torch.randint(len(xs), (min(batch_size, len(xs)),), generator=gen)
-        out = model(xs[idx])
-        loss = (nn.functional.cross_entropy(out, ys[idx]) if classes
-                else nn.functional.mse_loss(out[:, 0], ys[idx]))
+        out, want = model(xs[idx].to(device)), ys[idx].to(device)
+        loss = (nn.functional.cross_entropy(out, want) if classes
+                else nn.functional.mse_loss(out[:, 0], want))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -58,8 +58,8 @@ def fit_judge(x: np.ndarray, y: np.ndarray, classes: int, *, seed: int, iteratio
 
 @torch.inference_mode()
 def predict(model: _GRUJudge, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    xs = torch.as_tensor(x, dtype=torch.float32)
-    return torch.cat([model(xs[i:i + batch_size]) for i in range(0, len(xs), batch_size)]).numpy()
+    xs, device = torch.as_tensor(x, dtype=torch.float32), next(model.parameters()).device
+    return torch.cat([model(xs[i:i + batch_size].to(device)).cpu() for i in range(0, len(xs), batch_size)]).numpy()
 
 
 def class_report(real: np.ndarray, real_codes: np.ndarray, real_train: np.ndarray, real_test: np.ndarray,
@@ -85,12 +85,12 @@ def class_report(real: np.ndarray, real_codes: np.ndarray, real_train: np.ndarra
     if train.sum() < 2 * k:
         report["note"] = "too few real labelled windows to train the judge"
         return report
-    on_real = fit_judge(real[train], real_codes[train], k, seed=seed, iterations=judge_iterations)
+    on_real = fit_judge(real[train], real_codes[train], k, seed=seed, iterations=judge_iterations, device=device)
     asked = gen_codes >= 0
     report["adherence"] = float((predict(on_real, generated[asked]).argmax(1) == gen_codes[asked]).mean())
     if test.sum() >= k:
         trtr = float((predict(on_real, real[test]).argmax(1) == real_codes[test]).mean())
-        on_gen = fit_judge(generated[asked], gen_codes[asked], k, seed=seed, iterations=judge_iterations)
+        on_gen = fit_judge(generated[asked], gen_codes[asked], k, seed=seed, iterations=judge_iterations, device=device)
         tstr = float((predict(on_gen, real[test]).argmax(1) == real_codes[test]).mean())
         report.update(trtr_accuracy=trtr, tstr_accuracy=tstr, tstr_ratio=tstr / trtr if trtr > 0 else None,
                       test_windows=int(test.sum()))
@@ -102,7 +102,7 @@ def class_report(real: np.ndarray, real_codes: np.ndarray, real_train: np.ndarra
 
 
 def numeric_report(real: np.ndarray, real_values: np.ndarray, real_train: np.ndarray, generated: np.ndarray,
-                   gen_values: np.ndarray, *, seed: int, judge_iterations: int = 600) -> dict:
+                   gen_values: np.ndarray, *, seed: int, judge_iterations: int = 600, device: str = "cpu") -> dict:
     """Adherence to a numeric condition: a GRU regressor trained on real windows (standardised
     values) predicts the value of generated windows; correlation and MAE against the request
     (in the condition's units)."""
@@ -111,7 +111,8 @@ def numeric_report(real: np.ndarray, real_values: np.ndarray, real_train: np.nda
     if train.sum() < 8 or asked.sum() < 4:
         return {"note": "too few windows with a value"}
     mean, std = real_values[train].mean(), real_values[train].std() or 1.0
-    model = fit_judge(real[train], (real_values[train] - mean) / std, 0, seed=seed, iterations=judge_iterations)
+    model = fit_judge(real[train], (real_values[train] - mean) / std, 0, seed=seed, iterations=judge_iterations,
+                      device=device)
     pred = predict(model, generated[asked])[:, 0] * std + mean
     want = gen_values[asked]
     corr = float(np.corrcoef(pred, want)[0, 1]) if want.std() > 0 and pred.std() > 0 else None
