@@ -74,15 +74,17 @@ def test_train_makes_a_complete_run_and_samples_in_original_units(cli, workdir, 
     assert not (workdir / "sweep.json").exists()
 
 
-def test_resume_continues_exactly(cli, workdir, tiny):
-    straight = cli("train", tiny, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "6"})
+@pytest.mark.parametrize("refine", ["true", "false"])
+def test_resume_continues_exactly(cli, workdir, tiny, refine):
+    env = {"TSDIFF_TST__REFINE": refine}
+    straight = cli("train", tiny, "-q", env={**env, "TSDIFF_TRAIN__MAX_STEPS": "6"})
     assert straight.exit_code == 0, straight.output
     a = _latest(workdir)
-    first = cli("train", tiny, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "4"})
+    first = cli("train", tiny, "-q", env={**env, "TSDIFF_TRAIN__MAX_STEPS": "4"})
     assert first.exit_code == 0, first.output
     b = _latest(workdir)
     assert a != b and json.loads((b / "status.json").read_text())["step"] == 4
-    resumed = cli("train", "--resume", b, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "6"})
+    resumed = cli("train", "--resume", b, "-q", env={**env, "TSDIFF_TRAIN__MAX_STEPS": "6"})
     assert resumed.exit_code == 0, resumed.output
 
     def final(run):
@@ -210,6 +212,22 @@ def test_pretrained_tst_is_reused(cli, workdir, tiny):
     assert result.exit_code == 0, result.output
     status = json.loads((_latest(workdir) / "status.json").read_text())
     assert status["step"] == 2 * 3  # diffusion only
+
+
+def test_a_frozen_tst_keeps_its_pretrained_weights_while_the_diffusion_model_learns(cli, workdir, tiny):
+    assert cli("pretrain-tst", tiny, "-q").exit_code == 0
+    pretrained = load_file(str(_latest(workdir) / "tst.safetensors"))
+    tst_run = _latest(workdir)
+    kept = {}
+    for refine in ("false", "true"):
+        result = cli("train", tiny, "--tst", tst_run, "-q", env={"TSDIFF_TST__REFINE": refine})
+        assert result.exit_code == 0, result.output
+        kept[refine] = load_file(str(_latest(workdir) / "model.safetensors"))
+    for key, value in pretrained.items():
+        if key != "knots":
+            assert torch.equal(kept["false"][f"tst.{key}"], value), key
+    assert any(not torch.equal(kept["true"][f"tst.{k}"], v) for k, v in pretrained.items() if k != "knots")
+    assert any(not torch.equal(kept["false"][k], kept["true"][k]) for k in kept["true"] if k.startswith("denoiser."))
 
 
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(cli, workdir, tiny, monkeypatch):

@@ -139,6 +139,9 @@ class TSTSettings(_Section):
                            "(the TST keeps learning in phase 2), so its share of a budget does not grow with the data; "
                            "0: epochs alone (pretrain-tst always trains its epochs)")
     lr: float = Field(1e-3, gt=0, description="TST learning rate (AdamW)")
+    refine: bool = Field(True, description="keep training the TST on its own loss during diffusion training (paper); "
+                         "false: freeze it after phase 1 and complete every window once, which saves the TST's "
+                         "forward and backward in every diffusion step")
 
     @model_validator(mode="after")
     def _check(self) -> TSTSettings:

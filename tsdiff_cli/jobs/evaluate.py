@@ -172,7 +172,7 @@ def _sweep(run: Path, sc: _RunScoring, weights: list[float], metric_settings: Se
     """``known``: weight → (samples, conditional section) already made with these seeds."""
     from tsdiff_cli.metrics.discriminative import discriminative_score
 
-    e = metric_settings.eval
+    e, device = metric_settings.eval, _metric_device(metric_settings)
     repeats, iterations = (e.quick_repeats, e.quick_disc_iterations) if quick else (min(e.repeats, 3), e.disc_iterations)
     out = []
     for w in weights:
@@ -185,7 +185,7 @@ def _sweep(run: Path, sc: _RunScoring, weights: list[float], metric_settings: Se
             section = conditional_section(sc.ds, sc.reference, gen, metric_settings, quick, w)
         section["discriminative"] = float(np.mean(discriminative_score(
             sc.reference[sc.rows], gen, repeats=repeats, iterations=iterations, seed=e.seed,
-            device=_metric_device(metric_settings))))
+            device=device)))
         section["seconds"] = time.monotonic() - t0
         section["seeds"] = dict(sc.seeds)
         update(f"guidance {w:g}: scoring", 1, 1)

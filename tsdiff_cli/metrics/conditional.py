@@ -38,7 +38,8 @@ class _GRUJudge(nn.Module):
 def fit_judge(x: np.ndarray, y: np.ndarray, classes: int, *, seed: int, iterations: int = 600,
               batch_size: int = 128, hidden: int = 32, device: str = "cpu") -> _GRUJudge:
     """A GRU classifier (``classes`` ≥ 2) or regressor (``classes`` = 0, ``y`` standardised) on
-    complete windows ``x`` (N, T, F), trained on ``device`` (batch indices drawn on the CPU: a seed draws the same batches on any device)."""
+    complete windows ``x`` (N, T, F), trained on ``device`` (batch indices drawn on the CPU: a seed
+    draws the same batches on any device)."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = _GRUJudge(x.shape[2], max(classes, 1), hidden).to(device)

@@ -1,7 +1,8 @@
 """The ImagenI2R generator as a training task: phase 1 fits the TST on observed values; phase 2
 trains the diffusion model on TST-completed images with the masked loss while the TST keeps
 refining on its own reconstruction loss (no diffusion gradient reaches the TST: its completion is
-detached, so the summed objective gives each network exactly its own loss's gradient).
+detached, so the summed objective gives each network exactly its own loss's gradient). With
+``[tst] refine = false`` the TST is frozen after phase 1 and completes every window once.
 
 Every ``eval_every`` diffusion epochs the selection score is the validation; the trainer keeps
 the EMA weights with the best. It reads only what a user has: EMA samples, given the gaps of real
@@ -34,6 +35,7 @@ from tsdiff_cli.training.loop import EMA, Phase, Position, StepOutput, Task, Wat
 
 QUICK_MIN = 4  # fewer real windows with an observed value than this: no selection score
 VAL_MIN = 100  # validation windows enough to select on when fewer than eval_samples are there
+COMPLETION_BATCH = 1024  # windows a frozen TST completes at a time
 
 
 def derived_seed(purpose: str, seed: int) -> int:
@@ -105,6 +107,7 @@ class GeneratorTask(Task):
         if s.model.quantile_ties == "random":
             ties = torch.Generator().manual_seed(derived_seed("quantile-ties", s.train.seed))
         self.observed = self.model.encode(torch.as_tensor(observed, dtype=torch.float32, device=device), ties)
+        self._frozen: torch.Tensor | None = None  # the frozen TST's completions ([tst] refine = false)
         self.selection_real = selection_real
         self.seeds = selection_seeds(s)
         # conditional runs: the training windows' conditions, and those the selection samples are asked for
@@ -157,10 +160,26 @@ class GeneratorTask(Task):
         _, loss = self._tst(self.observed[idx.to(self.device)])
         return loss, {"tst_loss": loss}
 
+    def _completed(self) -> torch.Tensor:
+        """Every window completed once by the frozen TST (``[tst] refine = false``): computed at the
+        first diffusion step, so after phase 1 or a resume (the same frozen weights, the same windows)."""
+        if self._frozen is None:
+            tst, was_training = self.model.tst, self.model.tst.training
+            tst.eval()  # its dropout off: the completion a user's imputation would give
+            with torch.no_grad():
+                self._frozen = torch.cat([complete(tst(chunk).float(), chunk)
+                                          for chunk in self.observed.split(COMPLETION_BATCH)])
+            tst.train(was_training)
+        return self._frozen
+
     def _diffusion_step(self, idx: torch.Tensor) -> StepOutput:
-        obs = self.observed[idx.to(self.device)]
-        pred, tst_loss = self._tst(obs)
-        image = self.model.to_image(complete(pred.detach(), obs))
+        idx = idx.to(self.device)
+        obs = self.observed[idx]
+        if self.s.tst.refine:  # the paper: the TST keeps learning, the completion from this batch's masked inputs
+            pred, tst_loss = self._tst(obs)
+            image = self.model.to_image(complete(pred.detach(), obs))
+        else:
+            tst_loss, image = None, self.model.to_image(self._completed()[idx])
         mask = self.model.embed.to_image((~torch.isnan(obs)).float())
         # drawn for the whole global batch, this process's rows kept (the same weights on any number of processes)
         sigma = self.shard.rows(sample_sigma(self.shard.whole(len(idx)), self.noise, self.s.train.p_mean,
@@ -173,6 +192,8 @@ class GeneratorTask(Task):
                                     joint=t.cfg_drop == "joint", shard=self.shard),)
         loss = masked_edm_loss(self.model.denoiser, image, image, mask, sigma, noise,
                                noise_all=self.s.train.noise_pixels == "all", cond=cond)
+        if tst_loss is None:
+            return loss, {"diffusion_loss": loss}
         return tst_loss + loss, {"tst_loss": tst_loss, "diffusion_loss": loss}
 
     # --- validation and the inference file ---------------------------------------------------------
