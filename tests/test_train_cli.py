@@ -216,8 +216,8 @@ def test_pretrained_tst_is_reused(cli, workdir, tiny):
 
 def test_a_frozen_tst_keeps_its_pretrained_weights_while_the_diffusion_model_learns(cli, workdir, tiny):
     assert cli("pretrain-tst", tiny, "-q").exit_code == 0
-    pretrained = load_file(str(_latest(workdir) / "tst.safetensors"))
     tst_run = _latest(workdir)
+    pretrained = load_file(str(tst_run / "tst.safetensors"))
     kept = {}
     for refine in ("false", "true"):
         result = cli("train", tiny, "--tst", tst_run, "-q", env={"TSDIFF_TST__REFINE": refine})
