@@ -244,6 +244,35 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
     assert not torch.equal(task.module.weight.detach(), task.validations[1])  # training went on past it
 
 
+def test_a_tolerance_keeps_later_weights_that_tie_with_the_best_within_it(tmp_path):
+    # scores 3.0, 1.0, 1.2, 1.5, 0.9, 1.0 with a tolerance of 0.3: 1.2 ties with the best (1.0) and
+    # its later weights are kept, 1.5 does not; the best stays the lowest score seen, so ties cannot
+    # drift upwards (1.2 is not the bar for the next one), and 1.0 ties with the new best 0.9
+    class Noisy(Counting):
+        def _validate(self, check):
+            self.validations.append(self.module.weight.detach().clone())
+            return {"val": [3.0, 1.0, 1.2, 1.5, 0.9, 1.0][len(self.validations) - 1]}
+
+    def fit(tolerance, where):
+        task = Noisy(Clock(), 0, 0)
+        task.watch = Watch("val", tolerance=tolerance)
+        task.phases = lambda: [Phase("fit", 12, 4, 2, task._step, validate=task._validate, validate_every=2)]
+        run = Run.create(where, "test", "t", "")
+        with run.lifecycle("test"):
+            run.begin("test")
+            result = Trainer(task, run, seed=0, grad_clip=1.0).fit()
+        evals = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+        return task, result, [e for e in evals if e["kind"] == "eval"], load_file(str(run.path / "model.safetensors"))
+
+    task, result, evals, kept = fit(0.3, tmp_path / "tie")
+    assert result.best == 0.9 and [e["best"] for e in evals] == [True, True, False, False, True, False]
+    assert [e.get("kept", e["best"]) for e in evals] == [True, True, True, False, True, True]
+    assert torch.equal(kept["weight"], task.validations[5])  # the last, within 0.3 of 0.9
+    task, result, evals, kept = fit(0.0, tmp_path / "strict")  # without one: the best score's weights
+    assert "kept" not in evals[5] and torch.equal(kept["weight"], task.validations[4])
+    assert not torch.equal(task.validations[4], task.validations[5])
+
+
 def test_a_phase_step_limit_ends_it_mid_epoch_and_the_next_phase_begins(tmp_path):
     # phase "warm" has 10 epochs of 3 batches but ends after 4 of its steps; "main" then runs 2 epochs
     class TwoPhases(Counting):

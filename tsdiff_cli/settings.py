@@ -216,6 +216,9 @@ class TrainSettings(_Section):
     eval_samples: int = Field(1000, ge=4, description="windows of each selection score: this many sampled, given the "
                               "gaps of as many observed windows (validation split, else training; a fixed subset "
                               "drawn with [eval] seed; fewer when the dataset has fewer)")
+    keep_within: float = Field(0.0, ge=0, description="a later selection score no more than this above the best so far "
+                               "keeps the later, longer-trained weights (the best stays the lowest score seen); about "
+                               "2 × 0.5/√(eval_samples × 0.4), the score's noise, ties within it (0: the best score's weights)")
     max_minutes: float = Field(0.0, ge=0, description="stop cleanly after this many minutes, counted from the start of the "
                                "command, quick evaluations included (0: no limit)")
     max_steps: int = Field(0, ge=0, description="stop cleanly after this many optimisation steps, both phases (0: no limit)")

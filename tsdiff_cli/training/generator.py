@@ -5,7 +5,7 @@ detached, so the summed objective gives each network exactly its own loss's grad
 ``[tst] refine = false`` the TST is frozen after phase 1 and completes every window once.
 
 Every ``eval_every`` diffusion epochs the selection score is the validation; the trainer keeps
-the EMA weights with the best. It reads only what a user has: EMA samples, given the gaps of real
+the EMA weights with the best (with ``[train] keep_within``, the latest within that of the best). It reads only what a user has: EMA samples, given the gaps of real
 windows, against the *observed* values of those windows (the validation split when the dataset
 has one, else the training windows) — never the dataset's ``target``, which holds the values a
 benchmark removed. Selection and evaluation draw from disjoint seeds (:func:`selection_seeds`,
@@ -125,7 +125,8 @@ class GeneratorTask(Task):
         # the selection windows are part of what a score means: another set makes old scores incomparable
         e, p = s.eval, s.sample
         self.watch = Watch("discriminative", key=["observed", selection_from, len(selection_real), e.seed, s.train.seed,
-                                                  p.steps, p.churn, e.quick_repeats, e.quick_disc_iterations])
+                                                  p.steps, p.churn, e.quick_repeats, e.quick_disc_iterations],
+                           tolerance=s.train.keep_within)
 
     def generators(self) -> dict[str, torch.Generator]:
         return {"noise": self.noise}

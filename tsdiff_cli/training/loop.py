@@ -121,12 +121,15 @@ class Phase:
 class Watch:
     """Keep the weights with the lowest ``metric``; stop after ``patience`` validations without a
     value below ``best − min_delta``. A validation without the metric keeps the latest weights.
+    With ``tolerance`` a later value no more than that above the best also keeps the later weights
+    (a noisy metric's ties go to the longer-trained weights); the best stays the lowest value seen.
     ``key`` says what makes two values comparable: a resumed run with another key forgets its best."""
 
     metric: str
     patience: int | None = None
     min_delta: float = 0.0
     key: Any = None
+    tolerance: float = 0.0
 
 
 @dataclass
@@ -604,18 +607,20 @@ class Trainer:
         if metrics is None:
             return False
         watch = self.task.watch
-        improved = True  # without the watched metric, the latest weights are kept
+        improved = keep = True  # without the watched metric, the latest weights are kept
         if watch is not None and metrics.get(watch.metric) is not None:
             value = float(metrics[watch.metric])
             if not math.isfinite(value):
                 raise Diverged(f"{watch.metric} became {value} after epoch {pos.epoch}")
             improved = pos.best is None or value < pos.best - watch.min_delta
+            keep = improved or (watch.tolerance > 0 and value <= pos.best + watch.tolerance)  # 0: strictly the best
             if improved:
                 pos.best, pos.stale = value, 0
             elif counts:
                 pos.stale += 1
-        self._log("eval", phase.name, **metrics, best=improved, minutes=round(self.elapsed() / 60, 2))
-        if improved:
+        extra = {"kept": keep} if keep != improved else {}
+        self._log("eval", phase.name, **metrics, best=improved, **extra, minutes=round(self.elapsed() / 60, 2))
+        if keep:
             self._export()
             pos.kept_at = pos.step
         if watch is not None and pos.best is not None:
