@@ -5,9 +5,10 @@ detached, so the summed objective gives each network exactly its own loss's grad
 ``[tst] refine = false`` the TST is frozen after phase 1 and completes every window once.
 
 Every ``eval_every`` diffusion epochs the selection score is the validation; the trainer keeps
-the EMA weights with the best (with ``[train] keep_within``, the latest within that of the best). It reads only what a user has: EMA samples, given the gaps of real
-windows, against the *observed* values of those windows (the validation split when the dataset
-has one, else the training windows) — never the dataset's ``target``, which holds the values a
+the EMA weights with the best (with ``[train] keep_within``, the latest within that of the best).
+It reads only what a user has: EMA samples, given the gaps of real windows, against the
+*observed* values of those windows (the validation split when the dataset has one, else the
+training windows) — never the dataset's ``target``, which holds the values a
 benchmark removed. Selection and evaluation draw from disjoint seeds (:func:`selection_seeds`,
 :func:`evaluation_seeds`): the final score is computed on other samples and other classifier
 splits than those that chose the model (the real side may be the same windows: the presets,
