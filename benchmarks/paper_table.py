@@ -64,7 +64,7 @@ def run_cell(name: str, rate: int, minutes: float, seeds: list[int], workdir: Pa
     trained = train_generator(settings, f"{name}{rate}")
     train_minutes = (time.monotonic() - start) / 60
     print(f"{name} {rate} %: trained {trained.steps} steps in {train_minutes:.1f} min ({trained.reason}); "
-          f"kept selection score {trained.best_disc}", flush=True)
+          f"kept selection score {trained.kept_disc} (best seen {trained.best_disc})", flush=True)
     evaluations = []
     for seed in seeds:
         start = time.monotonic()

@@ -265,11 +265,11 @@ def test_a_tolerance_keeps_later_weights_that_tie_with_the_best_within_it(tmp_pa
         return task, result, [e for e in evals if e["kind"] == "eval"], load_file(str(run.path / "model.safetensors"))
 
     task, result, evals, kept = fit(0.3, tmp_path / "tie")
-    assert result.best == 0.9 and [e["best"] for e in evals] == [True, True, False, False, True, False]
+    assert result.best == 0.9 and result.kept == 1.0 and [e["best"] for e in evals] == [True, True, False, False, True, False]
     assert [e.get("kept", e["best"]) for e in evals] == [True, True, True, False, True, True]
     assert torch.equal(kept["weight"], task.validations[5])  # the last, within 0.3 of 0.9
     task, result, evals, kept = fit(0.0, tmp_path / "strict")  # without one: the best score's weights
-    assert "kept" not in evals[5] and torch.equal(kept["weight"], task.validations[4])
+    assert result.kept == 0.9 and "kept" not in evals[5] and torch.equal(kept["weight"], task.validations[4])
     assert not torch.equal(task.validations[4], task.validations[5])
 
 

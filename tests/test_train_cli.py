@@ -135,6 +135,7 @@ def test_the_kept_model_is_the_best_quick_evaluation_on_equal_numbers_of_windows
     with safe_open(str(run / "model.safetensors"), framework="pt") as f:
         meta = f.metadata()
     assert int(meta["step"]) == best["step"] and float(meta["best_disc"]) == best["discriminative"]
+    assert float(meta["kept_disc"]) == best["discriminative"]  # no keep_within: the kept weights are the best
     assert [line["best"] for line in evals].count(True) >= 1 and best["best"]
 
 

@@ -35,7 +35,11 @@ def _run(config: Path | None, resume: Path | None, tst: Path | None, overrides: 
         result = train_generator(settings, _config_name(config), command=command, tst_only=tst_only, resume=resume,
                                  tst_from=tst, on_step=rep.step, on_run=announce, started=command_started())
     if not quiet:
-        best = f"; best selection score {result.best_disc:.4f} (observed values only; `tsdiff evaluate` scores it)" if result.best_disc is not None else ""
+        best = ""
+        if result.best_disc is not None:
+            kept = result.kept_disc if result.kept_disc is not None else result.best_disc
+            tie = f", best {result.best_disc:.4f}: a later tie within [train] keep_within" if kept != result.best_disc else ""
+            best = f"; kept selection score {kept:.4f}{tie} (observed values only; `tsdiff evaluate` scores it)"
         print(f"{command} {result.reason} after {result.steps} steps, {result.minutes:.1f} min{best}\nrun: {result.run}")
 
 

@@ -48,8 +48,9 @@ class TrainedGenerator:
     run: Path
     reason: str
     steps: int
-    best_disc: float | None
+    best_disc: float | None  # the lowest selection score seen
     minutes: float
+    kept_disc: float | None = None  # the kept weights' own score (within [train] keep_within of the best)
 
 
 def train_generator(settings: Settings, config_name: str, *, command: str = "train", tst_only: bool = False,
@@ -127,7 +128,7 @@ def train_generator(settings: Settings, config_name: str, *, command: str = "tra
                     message=f"selection: every {t.eval_every} epochs, {len(selection_real)} samples given real gaps vs "
                     f"the observed values of as many {selection_from} windows; the best is kept")
         fit = trainer.fit()
-    return TrainedGenerator(run.path, fit.reason, fit.steps, fit.best, fit.minutes)
+    return TrainedGenerator(run.path, fit.reason, fit.steps, fit.best, fit.minutes, fit.kept)
 
 
 def _sentence_encoder(settings: Settings, spec: dict | None):

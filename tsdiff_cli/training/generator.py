@@ -243,4 +243,5 @@ class GeneratorTask(Task):
         if model.knots is not None:
             tensors["knots"] = model.knots
         return tensors, {"format": "tsdiff-generator", "config": self.cfg.to_json(), "step": str(pos.step),
-                         "epoch": str(pos.epoch), "best_disc": str(pos.best), **self.metadata}
+                         "epoch": str(pos.epoch), "best_disc": str(pos.best),
+                         "kept_disc": str(pos.kept), **self.metadata}

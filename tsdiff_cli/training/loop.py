@@ -155,6 +155,7 @@ class Position:
     validated_at: int | None = None  # step of the last validation
     validation_seconds: float | None = None  # how long the last one took
     kept_at: int | None = None  # step whose weights the watch put in the inference file
+    kept: float | None = None  # their watched value (above best by at most the watch's tolerance)
     stopped: str | None = None  # why training ended early (the run is complete)
     validate_due: bool = False  # the epoch just ended wants a validation that has not happened yet
 
@@ -166,6 +167,7 @@ class FitResult:
     epochs: int  # epochs completed in the last phase trained
     minutes: float
     best: float | None
+    kept: float | None = None  # the watched value of the weights in the inference file
 
 
 class EMA:
@@ -505,7 +507,7 @@ class Trainer:
         self.world.barrier()  # every rank leaves training once rank 0's files are written
         if not self.world.main:
             raise Released()
-        return FitResult(reason, self.pos.step, self.pos.epoch, minutes, self.pos.best)
+        return FitResult(reason, self.pos.step, self.pos.epoch, minutes, self.pos.best, self.pos.kept)
 
     def _train(self) -> str:
         pos = self.pos
@@ -553,7 +555,7 @@ class Trainer:
             # validations (if any) start afresh
             pos.phase = i + 1
             if pos.phase < len(self.phases):
-                pos.epoch, pos.batch, pos.best, pos.stale, pos.kept_at = 0, 0, None, 0, None
+                pos.epoch, pos.batch, pos.best, pos.stale, pos.kept_at, pos.kept = 0, 0, None, 0, None, None
             self.checkpoint()
         return "finished"
 
@@ -608,6 +610,7 @@ class Trainer:
             return False
         watch = self.task.watch
         improved = keep = True  # without the watched metric, the latest weights are kept
+        value = None
         if watch is not None and metrics.get(watch.metric) is not None:
             value = float(metrics[watch.metric])
             if not math.isfinite(value):
@@ -621,6 +624,7 @@ class Trainer:
         extra = {"kept": keep} if keep != improved else {}
         self._log("eval", phase.name, **metrics, best=improved, **extra, minutes=round(self.elapsed() / 60, 2))
         if keep:
+            pos.kept = value  # before the export, whose metadata may carry it
             self._export()
             pos.kept_at = pos.step
         if watch is not None and pos.best is not None:
@@ -660,7 +664,7 @@ class Trainer:
         if not self.run.writes or model_readable(path):
             return
         self.run.note(f"{path.name} did not read back; written again from the weights at step {self.pos.step}")
-        self.pos.kept_at, self.pos.best = None, None
+        self.pos.kept_at, self.pos.best, self.pos.kept = None, None, None
         self._export()
         if not model_readable(path):
             raise UserError(path, "was written but does not read back", "check the disk, then resume the run")
@@ -733,7 +737,7 @@ class Trainer:
             # the weights a validation kept are gone: the next validation (or the end) writes new ones
             self.run.note(f"{task.model_file} is missing or unreadable; the best kept so far is forgotten and it "
                           "will be written again from the resumed training")
-            self.pos.kept_at, self.pos.best = None, None
+            self.pos.kept_at, self.pos.best, self.pos.kept = None, None, None
         watch = task.watch
         if watch is not None and self.pos.best is not None and state.get("watch_key") != _jsonable(watch.key):
             # the best so far was measured another way: not comparable, the next validation decides
