@@ -271,8 +271,8 @@ def test_paper_preset_builds_the_reference_network_and_residual_resampling_start
 def test_wide_data_widens_the_unet_and_narrow_data_keeps_its_width():
     """Every feature is an input channel of the delay image: the base width is raised to four
     times the features (multiple of 32, at most 256) — 28 energy features get 128 channels —
-    while the 6 stock and 7 ETTh1 features keep the preset's 32 and a wider preset is never
-    narrowed."""
+    while the 6 stock and 7 ETTh1 features keep the preset's 32 and a wider preset (energy's
+    160) is never narrowed."""
     from pathlib import Path
 
     from tsdiff_cli.jobs.architectures import generator_config
@@ -280,12 +280,14 @@ def test_wide_data_widens_the_unet_and_narrow_data_keeps_its_width():
     from tsdiff_cli.settings import load_settings
 
     config = Path(__file__).resolve().parents[1] / "config"
-    cpu, paper = load_settings(config / "energy.toml"), load_settings(config / "paper" / "energy.toml")
+    cpu, paper = load_settings(config / "stock.toml"), load_settings(config / "paper" / "energy.toml")
+    energy = load_settings(config / "energy.toml")
     assert cpu.model.channels == 32
     assert [generator_config(cpu, 24, f).unet.channels for f in (6, 7, 8, 9, 16, 28, 200)] == [32, 32, 32, 64, 64, 128, 256]
     assert generator_config(paper, 24, 28).unet.channels == 128
     paper.model.channels = 192  # a preset wider than the rule keeps its width
     assert generator_config(paper, 24, 28).unet.channels == 192
-    side = generator_config(cpu, 24, 28).unet.image_size
+    assert energy.model.channels == 160 and generator_config(energy, 24, 28).unet.channels == 160
+    side = generator_config(energy, 24, 28).unet.image_size
     x = torch.zeros(2, 28, side, side)
-    assert Generator(generator_config(cpu, 24, 28)).denoiser(x, torch.ones(2)).shape == x.shape
+    assert Generator(generator_config(energy, 24, 28)).denoiser(x, torch.ones(2)).shape == x.shape
