@@ -287,7 +287,8 @@ def test_wide_data_widens_the_unet_and_narrow_data_keeps_its_width():
     assert generator_config(paper, 24, 28).unet.channels == 128
     paper.model.channels = 192  # a preset wider than the rule keeps its width
     assert generator_config(paper, 24, 28).unet.channels == 192
-    assert energy.model.channels == 160 and generator_config(energy, 24, 28).unet.channels == 160
-    side = generator_config(energy, 24, 28).unet.image_size
+    wide = generator_config(energy, 24, 28)
+    assert energy.model.channels == 160 and wide.unet.channels == 160
+    side = wide.unet.image_size
     x = torch.zeros(2, 28, side, side)
-    assert Generator(generator_config(energy, 24, 28)).denoiser(x, torch.ones(2)).shape == x.shape
+    assert Generator(wide).denoiser(x, torch.ones(2)).shape == x.shape
