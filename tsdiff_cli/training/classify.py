@@ -28,7 +28,7 @@ from tsdiff_cli.metrics.classify import class_scores, numeric_scores
 from tsdiff_cli.models.dualpatch import DualPatchTransformer, HeadConfig
 from tsdiff_cli.runs import BASE_MODEL_FILE
 from tsdiff_cli.settings import ClassifySettings
-from tsdiff_cli.training.loop import Phase, Position, Shard, StepOutput, Task, Watch
+from tsdiff_cli.training.loop import Phase, Position, Shard, StepOutput, Task, Watch, adamw
 
 EVAL_BATCH = 256
 TIE_BREAK = 1e-3  # selection = error + TIE_BREAK × validation loss: equal accuracies prefer the lower loss
@@ -171,7 +171,7 @@ class ClassifyTask(Task):
         self.heads = model.c.tasks
         self.weights = {h.name: p.task_weights.get(h.name, 1.0) for h in self.heads}
         self.gen = torch.Generator().manual_seed(p.seed + 104_729)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        self.optimizer = adamw(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         per_epoch = -(-len(data["train"]) // p.batch_size)
         self.swa_epochs = max(1, math.ceil(p.swa_extra_ratio * p.epochs)) if p.swa else 0
         self.scheduler = _Schedule(self.optimizer, p, head_epochs * per_epoch, p.epochs * per_epoch,
@@ -289,7 +289,7 @@ class PretrainTask(Task):
                  metadata: dict[str, str]):
         self.module, self.data, self.p, self.device, self.metadata = model, data, p, device, metadata
         self.gen = torch.Generator().manual_seed(p.seed + 7_919)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        self.optimizer = adamw(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         steps = p.pretrain_epochs * -(-len(data["train"]) // p.batch_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t / max(1, steps), 1.0))))

@@ -10,7 +10,7 @@ import torch
 
 from tsdiff_cli.models.emb_decoder import EmbDecoder
 from tsdiff_cli.models.layers import masked_mse
-from tsdiff_cli.training.loop import Phase, Position, StepOutput, Task, Watch
+from tsdiff_cli.training.loop import Phase, Position, StepOutput, Task, Watch, adamw
 
 
 class EmbDecoderTask(Task):
@@ -30,7 +30,7 @@ class EmbDecoderTask(Task):
         self.module, self.noise_std, self.epochs, self.batch_size = model, noise, epochs, batch_size
         self.metadata = metadata
         self.noise = torch.Generator().manual_seed(seed)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+        self.optimizer = adamw(model.parameters(), lr=lr, weight_decay=1e-4)
         self.watch = Watch("val_loss", patience=patience, min_delta=1e-6)
 
     def generators(self) -> dict[str, torch.Generator]:

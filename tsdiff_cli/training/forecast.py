@@ -13,7 +13,7 @@ import torch
 from tsdiff_cli.data.forecast import ForecastWindows
 from tsdiff_cli.models.forecaster import Forecaster
 from tsdiff_cli.settings import ForecastSettings
-from tsdiff_cli.training.loop import Phase, Position, StepOutput, Task, Watch
+from tsdiff_cli.training.loop import Phase, Position, StepOutput, Task, Watch, adamw
 
 VAL_BATCH = 512
 
@@ -25,7 +25,7 @@ class ForecastTask(Task):
                  device: torch.device, metadata: dict[str, str]):
         self.module, self.windows, self.row_phase, self.p = model, windows, phase, p
         self.device, self.metadata = device, metadata
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        self.optimizer = adamw(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         total = math.ceil(len(windows["train"]) / p.batch_size) * p.epochs
 
         def rate(step: int) -> float:  # linear warm-up, then cosine decay to 0 over all epochs

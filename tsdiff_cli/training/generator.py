@@ -32,7 +32,7 @@ from tsdiff_cli.models.marginal import fit_knots
 from tsdiff_cli.models.tst import complete, masked_inputs
 from tsdiff_cli.runs import MODEL_FILE, TST_FILE
 from tsdiff_cli.settings import Settings
-from tsdiff_cli.training.loop import EMA, Phase, Position, StepOutput, Task, Watch
+from tsdiff_cli.training.loop import EMA, Phase, Position, StepOutput, Task, Watch, adamw
 
 QUICK_MIN = 4  # fewer real windows with an observed value than this: no selection score
 VAL_MIN = 100  # validation windows enough to select on when fewer than eval_samples are there
@@ -116,7 +116,7 @@ class GeneratorTask(Task):
         self.selection_conditions = selection_conditions
         self.selection_classes = selection_classes  # (codes of the selection windows, class names): per-class scores
         wd = s.train.weight_decay
-        self.optimizer = torch.optim.AdamW([{"params": self.model.tst.parameters(), "lr": s.tst.lr},
+        self.optimizer = adamw([{"params": self.model.tst.parameters(), "lr": s.tst.lr},
                                             {"params": self.model.denoiser.parameters(), "lr": s.train.lr}],
                                            weight_decay=wd)
         self.ema = EMA(self.model.denoiser, s.train.ema_decay, s.train.ema_warmup)
