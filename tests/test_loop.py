@@ -362,30 +362,40 @@ def test_cooldown_on_a_time_budget_ends_where_training_ends_before_the_last_vali
     assert used[-1] == pytest.approx(0.1 / 30)
 
 
+
 def test_a_checkpoint_from_the_unfused_optimizer_resumes_into_the_fused_one_with_the_same_moments():
     """Runs written before AdamW became fused (or on a device without the fused kernel) resume:
-    the moments carry over and the optimizer keeps its own implementation."""
+    the next step is the one the unfused optimizer would have taken, and the optimizer keeps its
+    own implementation."""
+    import copy
+
     from tsdiff_cli.training.loop import _load_optimizer, _optimizer_tensors, adamw
 
     torch.manual_seed(0)
     net = torch.nn.Linear(4, 3)
     old = torch.optim.AdamW(net.parameters(), lr=1e-2)
-    net(torch.randn(8, 4)).square().mean().backward()
-    old.step()
+    for _ in range(3):  # moments unlike any one step's gradient
+        old.zero_grad()
+        net(torch.randn(8, 4)).square().mean().backward()
+        old.step()
     tensors, groups = _optimizer_tensors(old)
-    assert groups[0]["fused"] is None
-    new = adamw(net.parameters(), lr=1e-2)
-    _load_optimizer(new, tensors, groups)
-    assert new.param_groups[0]["fused"] is True
-    moments = {k: v.clone() for k, v in _optimizer_tensors(new)[0].items()}
-    assert moments.keys() == tensors.keys()
-    assert all(torch.equal(moments[k], tensors[k]) for k in tensors)
-    before = [p.detach().clone() for p in net.parameters()]
-    new.step()  # the loaded moments step like the unfused optimizer's own
-    old_copy = torch.optim.AdamW([torch.nn.Parameter(b.clone()) for b in before], lr=1e-2)
-    _load_optimizer(old_copy, tensors, groups)
-    for p, q in zip(old_copy.param_groups[0]["params"], net.parameters()):
-        p.grad = q.grad.clone()
-    old_copy.step()
-    for p, q in zip(old_copy.param_groups[0]["params"], net.parameters()):
-        torch.testing.assert_close(p, q)
+    assert len(groups) == 1 and groups[0]["fused"] is None
+    x = torch.randn(8, 4)
+
+    def next_weights(make, resume: bool):
+        twin = copy.deepcopy(net)
+        opt = make(twin.parameters())
+        if resume:
+            _load_optimizer(opt, {k: v.clone() for k, v in tensors.items()}, copy.deepcopy(groups))
+        twin.zero_grad(set_to_none=True)
+        twin(x).square().mean().backward()
+        opt.step()
+        return opt, [p.detach() for p in twin.parameters()]
+
+    _, unfused = next_weights(lambda p: torch.optim.AdamW(p, lr=1e-2), True)
+    opt, fused = next_weights(lambda p: adamw(p, lr=1e-2), True)
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["fused"] is True
+    for a, b in zip(unfused, fused):
+        torch.testing.assert_close(a, b)
+    _, fresh = next_weights(lambda p: adamw(p, lr=1e-2), False)  # without the moments: another step
+    assert not all(torch.allclose(a, b) for a, b in zip(unfused, fresh))
