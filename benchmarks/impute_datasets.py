@@ -80,9 +80,7 @@ def train_imputer(config: Path, data: str, seed: int, work: Path, extra: dict) -
     minutes = (time.time() - t0) / 60
     tensors, meta = run_model(result.run, "tst", "tsdiff pretrain-tst CONFIG", TST_FILE)
     model = Generator(generator_config(settings, settings.data.seq_len, len(series.columns)))
-    model.tst.load_state_dict({k: v for k, v in tensors.items() if k != "knots"})
-    if model.knots is not None:  # [model] quantiles: the TST works on each feature's rank
-        model.knots.copy_(tensors["knots"])
+    model.load_file_tensors(tensors, tst_only=True)  # with [model] quantiles, the map the TST worked in
     return model.eval(), Scaler.from_json(meta["scaler"]), minutes
 
 

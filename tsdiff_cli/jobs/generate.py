@@ -16,7 +16,7 @@ from tsdiff_cli.data.store import SPLITS, WindowDataset
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.jobs import Update, no_update
 from tsdiff_cli.models.condition import Conditions
-from tsdiff_cli.models.generator import Generator, GeneratorConfig
+from tsdiff_cli.models.generator import KNOTS, Generator, GeneratorConfig
 from tsdiff_cli.runs import TST_FILE, Run, read_status, run_model, run_settings
 from tsdiff_cli.settings import Settings, to_toml
 from tsdiff_cli.training.device import resolve_device, use_bf16
@@ -184,7 +184,7 @@ def _pretrained_tst(run: Path, cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
         raise UserError(run, "holds a TST trained with [model] quantiles = {}, quantile_features = \"{}\", "
                         "quantile_output = \"{}\"; these settings have {}, \"{}\", \"{}\"".format(*saved_map, *wanted_map),
                         "pretrain with the same [model] quantiles, quantile_features and quantile_output, or drop --tst")
-    return {k: v for k, v in tensors.items() if k != "knots"}  # this run fits its own map on its data
+    return {k: v for k, v in tensors.items() if k != KNOTS}  # this run fits its own map on its data
 
 
 # --- sampling ----------------------------------------------------------------------------------
@@ -194,10 +194,7 @@ def load_generator(run: Path, device: torch.device) -> tuple[Generator, dict[str
     tensors, meta = run_model(run, "generator", GENERATOR_COMMAND)
     try:
         model = Generator(GeneratorConfig.from_json(meta["config"]))
-        model.tst.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("tst.")})
-        model.denoiser.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("denoiser.")})
-        if model.knots is not None:
-            model.knots.copy_(tensors["knots"])
+        model.load_file_tensors(tensors)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise UserError(run, f"holds a generator this tsdiff cannot read ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:120]})", "train again with this version") from None

@@ -61,6 +61,9 @@ def image_multiple(channel_mult: list[int]) -> int:
     return 2 ** (len(channel_mult) - 1)
 
 
+KNOTS = "knots"  # the quantile map's tensor, in the model and in its files
+
+
 class Generator(nn.Module):
     """The trainable parts: ``tst`` (completion) and ``denoiser`` (EDM-wrapped U-Net); with
     ``quantiles``, both work on each feature's rank (``encode``) and samples come back through
@@ -75,9 +78,32 @@ class Generator(nn.Module):
         net = unet if cfg.condition is None else ConditionalNet(unet, ConditionEncoder(cfg.condition))
         self.denoiser = Denoiser(net, output_map=self.embed.project if cfg.project else None)
         if cfg.quantiles:
-            self.register_buffer("knots", torch.linspace(0, 1, cfg.quantiles).repeat(cfg.features, 1))
+            self.register_buffer(KNOTS, torch.linspace(0, 1, cfg.quantiles).repeat(cfg.features, 1))
         else:
             self.knots = None
+
+    def file_tensors(self, tst_only: bool = False) -> dict[str, torch.Tensor]:
+        """The weights as a model file holds them: ``tst.*`` and ``denoiser.*`` (the TST's alone,
+        unprefixed, with ``tst_only``), and the quantile map, which goes with either: the TST
+        learnt each feature's rank."""
+        if tst_only:
+            tensors = dict(self.tst.state_dict())
+        else:
+            tensors = {f"tst.{k}": v for k, v in self.tst.state_dict().items()}
+            tensors.update({f"denoiser.{k}": v for k, v in self.denoiser.state_dict().items()})
+        if self.knots is not None:
+            tensors[KNOTS] = self.knots
+        return tensors
+
+    def load_file_tensors(self, tensors: dict[str, torch.Tensor], tst_only: bool = False) -> None:
+        """Weights from :meth:`file_tensors` (with ``tst_only``: a TST file's, the denoiser left as it is)."""
+        if tst_only:
+            self.tst.load_state_dict({k: v for k, v in tensors.items() if k != KNOTS})
+        else:
+            self.tst.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("tst.")})
+            self.denoiser.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("denoiser.")})
+        if self.knots is not None:
+            self.knots.copy_(tensors[KNOTS])
 
     def encode(self, windows01: torch.Tensor, ties: torch.Generator | None = None) -> torch.Tensor:
         """Data windows (NaN gaps allowed) → the space the networks learn in (the ranks, or as is);

@@ -117,8 +117,7 @@ class GeneratorTask(Task):
         self.selection_classes = selection_classes  # (codes of the selection windows, class names): per-class scores
         wd = s.train.weight_decay
         self.optimizer = adamw([{"params": self.model.tst.parameters(), "lr": s.tst.lr},
-                                            {"params": self.model.denoiser.parameters(), "lr": s.train.lr}],
-                                           weight_decay=wd)
+                                {"params": self.model.denoiser.parameters(), "lr": s.train.lr}], weight_decay=wd)
         self.ema = EMA(self.model.denoiser, s.train.ema_decay, s.train.ema_warmup)
         self.noise = torch.Generator().manual_seed(s.train.seed + 1)
         self.model_file = TST_FILE if tst_only else MODEL_FILE
@@ -233,15 +232,8 @@ class GeneratorTask(Task):
 
     def export(self, pos: Position) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         if self.tst_only:
-            tensors = dict(self.model.tst.state_dict())
-            if self.model.knots is not None:  # the TST learnt each feature's rank: its map goes with it
-                tensors["knots"] = self.model.knots
-            return tensors, {"format": "tsdiff-tst", "config": self.cfg.to_json(), **self.metadata}
-        model = self.load_ema()
-        tensors = {f"tst.{k}": v for k, v in model.tst.state_dict().items()}
-        tensors.update({f"denoiser.{k}": v for k, v in model.denoiser.state_dict().items()})
-        if model.knots is not None:
-            tensors["knots"] = model.knots
-        return tensors, {"format": "tsdiff-generator", "config": self.cfg.to_json(), "step": str(pos.step),
-                         "epoch": str(pos.epoch), "best_disc": str(pos.best),
-                         "kept_disc": str(pos.kept), **self.metadata}
+            return self.model.file_tensors(tst_only=True), {"format": "tsdiff-tst", "config": self.cfg.to_json(),
+                                                            **self.metadata}
+        return self.load_ema().file_tensors(), {"format": "tsdiff-generator", "config": self.cfg.to_json(),
+                                                "step": str(pos.step), "epoch": str(pos.epoch),
+                                                "best_disc": str(pos.best), "kept_disc": str(pos.kept), **self.metadata}
