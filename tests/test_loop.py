@@ -362,7 +362,6 @@ def test_cooldown_on_a_time_budget_ends_where_training_ends_before_the_last_vali
     assert used[-1] == pytest.approx(0.1 / 30)
 
 
-
 def test_a_checkpoint_from_the_unfused_optimizer_resumes_into_the_fused_one_with_the_same_moments():
     """Runs written before AdamW became fused (or on a device without the fused kernel) resume:
     the next step is the one the unfused optimizer would have taken, and the optimizer keeps its
