@@ -166,15 +166,34 @@ def _fit(tmp_path, step_s, val_s, minutes, epochs=100, growth=1.0):
 
 def test_max_minutes_is_never_overshot_by_more_than_a_step(tmp_path):
     # 2 steps of 1 s an epoch, a validation every 5 epochs taking 6 s, 1 minute of budget:
-    # validations end at 16, 32, 48 s; then a step and one and a half validations (10 s) are
-    # kept free, so training stops at 50 s (step 32) and the last validation ends at 56 s,
-    # instead of one starting at 58 s and ending at 64 s
+    # validations end at 16 and 32 s; a step and one and a half validations (10 s) are kept free
+    # for the last one, so training stops at 50 s and the last validation ends at 56 s, instead of
+    # one starting at 58 s and ending at 64 s. The one due at 42 s would have left 2 s of
+    # training before that last one: it is skipped and its 6 s trained instead (step 38, not 32)
     result, task, wall, run = _fit(tmp_path, step_s=1.0, val_s=6.0, minutes=1.0)
-    assert result.reason == "max_minutes 1" and result.steps == 32
+    assert result.reason == "max_minutes 1" and result.steps == 38
     assert wall <= 60 + 1.0
-    assert task.validations == [1016, 1032, 1048, 1056]
-    evals = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in evals if e["kind"] == "eval"][-1] == result.steps  # the kept model is the last weights'
+    assert task.validations == [1016, 1032, 1056]
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in rows if e["kind"] == "eval"] == [10, 20, 38]  # the kept model is the last weights'
+    assert [e["step"] for e in rows if "evaluation skipped" in e.get("message", "")] == [30]
+
+
+def test_validations_are_not_skipped_without_a_time_budget_or_at_the_phase_end(tmp_path):
+    # 40 steps by epochs (20 of 2), a validation every 5 epochs: all four run, the last at the
+    # phase's end, though the clock says nothing of a deadline
+    clock = Clock()
+    task = Counting(clock, step_s=1.0, val_s=6.0, epochs=20)
+    run = Run.create(tmp_path / "runs", "test", "t", "")
+    with run.lifecycle("test"):
+        run.begin("test")
+        result = Trainer(task, run, seed=0, grad_clip=1.0, clock=clock).fit()
+    assert result.steps == 40 and len(task.validations) == 4
+    # with 68 s for a run of 64 (40 steps, 4 validations), the last step starts at 57 s, 11 s
+    # before the deadline, and the phase's last validation, due at 58 s with 10 s left, runs:
+    # nothing follows it
+    result, task, wall, run = _fit(tmp_path / "timed", step_s=1.0, val_s=6.0, minutes=68 / 60, epochs=20)
+    assert result.reason == "finished" and result.steps == 40 and len(task.validations) == 4
 
 
 def test_the_last_validation_ends_in_time_when_validations_grow_longer(tmp_path, monkeypatch):
@@ -355,7 +374,7 @@ def test_cooldown_on_a_time_budget_ends_where_training_ends_before_the_last_vali
         run.begin("test")
         result = Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(max_minutes=1.0, cooldown=0.5),
                          clock=clock).fit()
-    assert result.steps == 32 and len(used) == 32  # the schedule does not move the stop
+    assert result.steps == 38 and len(used) == 38  # the schedule does not move the stop
     # steps start at 0, 1, …, 9 s, a validation, 16, 17, …: the 15th starts at 20 s, the last at 49 s
     assert used[:15] == [0.1] * 15
     assert all(a > b for a, b in zip(used[14:], used[15:]))

@@ -12,7 +12,8 @@ owns the rest:
   that ``average``s;
 - the budget: epochs, ``max_steps`` and ``max_minutes`` checked before every step. Validations
   count against the time: once the trainer knows how long one takes it stops training early
-  enough for the last one to end by the deadline (with half a validation to spare), and a
+  enough for the last one to end by the deadline (with half a validation to spare), skips a
+  periodic one that would leave less training before that last one than it takes itself, and a
   validation still running at the deadline is abandoned (tasks call ``check()`` in their long
   loops). So a run ends within its minutes plus one step and one checkpoint write. With a
   ``cooldown`` the learning rates fall linearly to 0 over the budget's last part (rank 0's
@@ -377,6 +378,16 @@ class Trainer:
             return f"max_minutes {b.max_minutes:g}"
         return None
 
+    def _last_follows_soon(self, phase: Phase) -> bool:
+        """Whether a validation now would leave less training before the time budget's last
+        validation than it costs itself: two validations of almost the same weights, the earlier
+        one's time better spent training the weights the last one scores (energy 30 %: 85 s, 4.7 %
+        of the 30 minutes, for 45 steps between the two). Not at a phase's end: nothing follows."""
+        v = self.pos.validation_seconds
+        if not (self.budget.max_minutes and v) or phase.done(self.pos.epoch, self.pos.batch):
+            return False
+        return self._time_left() - v - self._reserve(phase) < v
+
     def _reserve(self, phase: Phase) -> float:
         """Seconds kept free at the end of the time budget for the last validation."""
         return (VALIDATION_MARGIN * self.pos.validation_seconds + self._step_seconds
@@ -614,6 +625,12 @@ class Trainer:
         if self._time_left() <= 0:
             self._log("event", phase.name, message="evaluation skipped: the time budget is spent")
             pos.validate_due, pos.validated_at = False, pos.step
+            return False
+        if counts and self._last_follows_soon(phase):
+            # validated_at stays: the budget's last validation scores the weights trained instead
+            self._log("event", phase.name, message="evaluation skipped: the last one, at the end of the time "
+                                                   "budget, follows within one evaluation's length of training")
+            pos.validate_due = False
             return False
         started = self.clock()
         self.task.module.eval()
