@@ -179,6 +179,27 @@ def test_max_minutes_is_never_overshot_by_more_than_a_step(tmp_path):
     assert [e["step"] for e in rows if "evaluation skipped" in e.get("message", "")] == [30]
 
 
+def test_the_last_validation_counts_for_patience_in_place_of_the_one_skipped_for_it(tmp_path):
+    # the schedule of test_max_minutes_is_never_overshot_by_more_than_a_step, with a metric that
+    # never improves and a patience of 2: the validations at steps 10 and 20 (best, then one
+    # stale), the one due at 30 skipped, the last at 38 the second stale one: early-stopped, as a
+    # run that had made the one at 30 would have been
+    class Flat(Counting):
+        def _validate(self, check):
+            super()._validate(check)
+            return {"val": 1.0}
+
+    clock = Clock()
+    task = Flat(clock, step_s=1.0, val_s=6.0)
+    task.watch = Watch("val", patience=2)
+    run = Run.create(tmp_path / "runs", "test", "t", "")
+    with run.lifecycle("test"):
+        run.begin("test")
+        result = Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(max_minutes=1.0), clock=clock).fit()
+    assert result.steps == 38 and task.validations == [1016, 1032, 1056]
+    assert result.reason.startswith("early-stopped after 2 evaluations")
+
+
 def test_validations_are_not_skipped_without_a_time_budget_or_at_the_phase_end(tmp_path):
     # 40 steps by epochs (20 of 2), a validation every 5 epochs: all four run, the last at the
     # phase's end, though the clock says nothing of a deadline

@@ -22,7 +22,8 @@ owns the rest:
   the run's inference file, early stopping after ``patience`` validations without one;
 - checkpoints: every ``checkpoint_minutes``, at the end of each phase, at the end and on Ctrl-C /
   SIGTERM; weights, optimizer moments, EMA and RNG states as safetensors, the position as JSON,
-  so a run stopped after k steps and resumed gives the weights of one that never stopped;
+  so a run stopped after k steps and resumed gives the weights of one that never stopped (which
+  weights a validation keeps can differ: one skipped near the first budget's end is not made up);
 - metrics logging (``train`` rows every ``log_every`` steps and at each epoch's end, ``eval``
   rows), the status heartbeat, and a progress callback.
 
@@ -159,6 +160,7 @@ class Position:
     kept: float | None = None  # their watched value (above best by at most the watch's tolerance)
     stopped: str | None = None  # why training ended early (the run is complete)
     validate_due: bool = False  # the epoch just ended wants a validation that has not happened yet
+    skipped: bool = False  # a periodic validation gave way to the budget's last one, which then counts
 
 
 @dataclass
@@ -519,8 +521,7 @@ class Trainer:
         self._last_checkpoint = self._last_status = self.clock()
         previous = self._catch_signals()
         try:
-            reason = self._train()
-            self._last_validation(reason)
+            reason = self._last_validation(self._train())
             if self._saved != _snapshot(self.pos):
                 self.checkpoint()
             if self.pos.kept_at is None:  # nothing chosen by a validation: the latest weights
@@ -598,39 +599,44 @@ class Trainer:
         self.pos.phase = len(self.phases)
         return self.pos.stopped
 
-    def _last_validation(self, reason: str) -> None:
-        """A budget-stopped phase that validates ends with a validated model (unless it just was)."""
+    def _last_validation(self, reason: str) -> str:
+        """A budget-stopped phase that validates ends with a validated model (unless it just was).
+        It counts for patience and a pruner only in place of a periodic one skipped for it."""
         pos = self.pos
         if reason.startswith(("max_steps", "max_minutes")) and pos.phase < len(self.phases):
             phase = self.phases[pos.phase]
             trained = pos.epoch > 0 or pos.batch > 0
             if phase.validate is not None and trained and pos.validated_at != pos.step:
-                self._validate(phase, counts=False)
+                counts = pos.skipped
+                if self._validate(phase, counts=counts, last=True) and counts:
+                    return self._stop_early()
+        return reason
 
-    def _validate(self, phase: Phase, counts: bool = True) -> bool:
+    def _validate(self, phase: Phase, counts: bool = True, last: bool = False) -> bool:
         """Run the phase's validation, log it, keep the weights if they are the best; True when
         patience has run out. A validation that does not ``count`` (the one made because the
-        budget stopped the run mid-epoch) may keep weights but does not spend patience.
+        budget stopped the run mid-epoch) may keep weights but does not spend patience. Only a
+        periodic one (not the ``last``) may be skipped for the budget's last one.
         With several processes rank 0 validates and the others take its outcome and position."""
         if self.world.size == 1:
-            return self._validate_here(phase, counts)
-        stop = self._validate_here(phase, counts) if self.world.main else None
+            return self._validate_here(phase, counts, last)
+        stop = self._validate_here(phase, counts, last) if self.world.main else None
         stop, position = self.world.broadcast([stop, asdict(self.pos)])
         for name, value in position.items():  # in place: the loop holds this object
             setattr(self.pos, name, value)
         return bool(stop)
 
-    def _validate_here(self, phase: Phase, counts: bool) -> bool:
+    def _validate_here(self, phase: Phase, counts: bool, last: bool) -> bool:
         pos = self.pos
         if self._time_left() <= 0:
             self._log("event", phase.name, message="evaluation skipped: the time budget is spent")
             pos.validate_due, pos.validated_at = False, pos.step
             return False
-        if counts and self._last_follows_soon(phase):
+        if not last and self._last_follows_soon(phase):
             # validated_at stays: the budget's last validation scores the weights trained instead
             self._log("event", phase.name, message="evaluation skipped: the last one, at the end of the time "
                                                    "budget, follows within one evaluation's length of training")
-            pos.validate_due = False
+            pos.validate_due, pos.skipped = False, True
             return False
         started = self.clock()
         self.task.module.eval()
@@ -644,7 +650,7 @@ class Trainer:
             pos.validate_due, pos.validated_at = False, pos.step
             return False
         pos.validation_seconds = self.clock() - started
-        pos.validate_due, pos.validated_at = False, pos.step
+        pos.validate_due, pos.validated_at, pos.skipped = False, pos.step, False
         if metrics is None:
             return False
         watch = self.task.watch
