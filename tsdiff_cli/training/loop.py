@@ -607,27 +607,28 @@ class Trainer:
             phase = self.phases[pos.phase]
             trained = pos.epoch > 0 or pos.batch > 0
             if phase.validate is not None and trained and pos.validated_at != pos.step:
-                counts = pos.skipped
-                if self._validate(phase, counts=counts, last=True) and counts:
+                counts = pos.skipped  # (the validation clears it)
+                if self._validate(phase, last=True) and counts:
                     return self._stop_early()
         return reason
 
-    def _validate(self, phase: Phase, counts: bool = True, last: bool = False) -> bool:
+    def _validate(self, phase: Phase, last: bool = False) -> bool:
         """Run the phase's validation, log it, keep the weights if they are the best; True when
-        patience has run out. A validation that does not ``count`` (the one made because the
-        budget stopped the run mid-epoch) may keep weights but does not spend patience. Only a
-        periodic one (not the ``last``) may be skipped for the budget's last one.
+        patience has run out. The ``last`` one (made because the budget stopped the run) may keep
+        weights but spends patience only in place of a periodic one skipped for it; only a
+        periodic one may be skipped.
         With several processes rank 0 validates and the others take its outcome and position."""
         if self.world.size == 1:
-            return self._validate_here(phase, counts, last)
-        stop = self._validate_here(phase, counts, last) if self.world.main else None
+            return self._validate_here(phase, last)
+        stop = self._validate_here(phase, last) if self.world.main else None
         stop, position = self.world.broadcast([stop, asdict(self.pos)])
         for name, value in position.items():  # in place: the loop holds this object
             setattr(self.pos, name, value)
         return bool(stop)
 
-    def _validate_here(self, phase: Phase, counts: bool, last: bool) -> bool:
+    def _validate_here(self, phase: Phase, last: bool) -> bool:
         pos = self.pos
+        counts = not last or pos.skipped
         if self._time_left() <= 0:
             self._log("event", phase.name, message="evaluation skipped: the time budget is spent")
             pos.validate_due, pos.validated_at = False, pos.step
