@@ -217,6 +217,32 @@ def test_validations_are_not_skipped_without_a_time_budget_or_at_the_phase_end(t
     assert result.reason == "finished" and result.steps == 40 and len(task.validations) == 4
 
 
+def test_a_phase_times_its_own_validations_not_the_phase_before_it(tmp_path):
+    # a first phase of 2 steps whose one validation takes 30 s, then the schedule of
+    # test_max_minutes_is_never_overshot_by_more_than_a_step (validations of 6 s every 10 steps)
+    # in the 58 s left of 90: validations at 48 and 64 s, the one due at 74 s skipped, training
+    # until 10 s are left and the last at 80-86 s. Timed by the first phase's 30 s, the second
+    # would have skipped its first and stopped at 44 s, keeping 46 s for a 6 s validation
+    class SlowFirstPhase(Counting):
+        def phases(self):
+            return [Phase("first", 1, self.size, 2, self._step, validate=lambda check: self._taking(30.0, check)),
+                    Phase("second", 100, self.size, 2, self._step, validate=lambda check: self._taking(6.0, check),
+                          validate_every=5)]
+
+        def _taking(self, seconds, check):
+            self.val_s = seconds
+            return self._validate(check)
+
+    clock = Clock()
+    task = SlowFirstPhase(clock, step_s=1.0, val_s=0.0)
+    run = Run.create(tmp_path / "runs", "test", "t", "")
+    with run.lifecycle("test"):
+        run.begin("test")
+        result = Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(max_minutes=1.5), clock=clock).fit()
+    assert task.validations == [1032, 1048, 1064, 1086]
+    assert result.reason == "max_minutes 1.5" and result.steps == 2 + 36
+
+
 def test_the_last_validation_ends_in_time_when_validations_grow_longer(tmp_path, monkeypatch):
     # each validation 20 % longer than the one before (a loaded machine, a slower model): the
     # last one still scores the most-trained weights, within the budget; kept free for exactly

@@ -586,10 +586,12 @@ class Trainer:
                                                                     or phase.done(pos.epoch, 0))
                 self._status()
             # the phase is complete: a checkpoint from here on resumes with the next one, whose
-            # validations (if any) start afresh
+            # validations (if any) start afresh, their length too (another phase's validation is
+            # no measure of this one's reserve)
             pos.phase = i + 1
             if pos.phase < len(self.phases):
                 pos.epoch, pos.batch, pos.best, pos.stale, pos.kept_at, pos.kept = 0, 0, None, 0, None, None
+                pos.validated_at, pos.validation_seconds, pos.skipped = None, None, False
             self.checkpoint()
         return "finished"
 
