@@ -153,14 +153,20 @@ class Counting(Task):
         return dict(self.module.state_dict()), {"format": "tsdiff-test"}
 
 
-def _fit(tmp_path, step_s, val_s, minutes, epochs=100, growth=1.0):
-    clock = Clock()
-    task = Counting(clock, step_s, val_s, epochs, growth=growth)
+def _train(tmp_path, task, minutes=0.0):
+    """Fit ``task`` on its own fake clock with a time budget of ``minutes`` (0: none)."""
     run = Run.create(tmp_path / "runs", "test", "t", "")
     with run.lifecycle("test"):
         run.begin("test")
-        start = clock.now
-        result = Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(max_minutes=minutes), clock=clock).fit()
+        result = Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(max_minutes=minutes), clock=task.clock).fit()
+    return result, run
+
+
+def _fit(tmp_path, step_s, val_s, minutes, epochs=100, growth=1.0):
+    clock = Clock()
+    task = Counting(clock, step_s, val_s, epochs, growth=growth)
+    start = clock.now
+    result, run = _train(tmp_path, task, minutes)
     return result, task, clock.now - start, run
 
 
@@ -189,13 +195,9 @@ def test_the_last_validation_counts_for_patience_in_place_of_the_one_skipped_for
             super()._validate(check)
             return {"val": 1.0}
 
-    clock = Clock()
-    task = Flat(clock, step_s=1.0, val_s=6.0)
+    task = Flat(Clock(), step_s=1.0, val_s=6.0)
     task.watch = Watch("val", patience=2)
-    run = Run.create(tmp_path / "runs", "test", "t", "")
-    with run.lifecycle("test"):
-        run.begin("test")
-        result = Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(max_minutes=1.0), clock=clock).fit()
+    result, _ = _train(tmp_path, task, minutes=1.0)
     assert result.steps == 38 and task.validations == [1016, 1032, 1056]
     assert result.reason.startswith("early-stopped after 2 evaluations")
 
@@ -203,12 +205,8 @@ def test_the_last_validation_counts_for_patience_in_place_of_the_one_skipped_for
 def test_validations_are_not_skipped_without_a_time_budget_or_at_the_phase_end(tmp_path):
     # 40 steps by epochs (20 of 2), a validation every 5 epochs: all four run, the last at the
     # phase's end, though the clock says nothing of a deadline
-    clock = Clock()
-    task = Counting(clock, step_s=1.0, val_s=6.0, epochs=20)
-    run = Run.create(tmp_path / "runs", "test", "t", "")
-    with run.lifecycle("test"):
-        run.begin("test")
-        result = Trainer(task, run, seed=0, grad_clip=1.0, clock=clock).fit()
+    task = Counting(Clock(), step_s=1.0, val_s=6.0, epochs=20)
+    result, _ = _train(tmp_path, task)
     assert result.steps == 40 and len(task.validations) == 4
     # with 68 s for a run of 64 (40 steps, 4 validations), the last step starts at 57 s, 11 s
     # before the deadline, and the phase's last validation, due at 58 s with 10 s left, runs:
@@ -233,12 +231,8 @@ def test_a_phase_times_its_own_validations_not_the_phase_before_it(tmp_path):
             self.val_s = seconds
             return self._validate(check)
 
-    clock = Clock()
-    task = SlowFirstPhase(clock, step_s=1.0, val_s=0.0)
-    run = Run.create(tmp_path / "runs", "test", "t", "")
-    with run.lifecycle("test"):
-        run.begin("test")
-        result = Trainer(task, run, seed=0, grad_clip=1.0, budget=Budget(max_minutes=1.5), clock=clock).fit()
+    task = SlowFirstPhase(Clock(), step_s=1.0, val_s=0.0)
+    result, _ = _train(tmp_path, task, minutes=1.5)
     assert task.validations == [1032, 1048, 1064, 1086]
     assert result.reason == "max_minutes 1.5" and result.steps == 2 + 36
 
