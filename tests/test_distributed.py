@@ -192,3 +192,40 @@ def test_a_rank_that_dies_stops_the_others_and_the_run_fails(tmp_path):
     assert state["state"] == "failed", state
     assert "another process of this job stopped" in state["error"]
     assert "--resume RUN" in err
+
+
+_PEER_LOST_THEN_SIGTERM = """
+import os, signal, sys
+from pathlib import Path
+from tsdiff_cli.errors import UserError
+from tsdiff_cli.runs import Run
+from tsdiff_cli.training.distributed import World
+
+def lost():
+    raise RuntimeError("Connection closed by peer")
+
+run = Run.create(Path(sys.argv[1]), "test", "t", "")
+try:
+    with run.lifecycle("test"):
+        run.begin("test")
+        try:
+            World(rank=0, size=2).collective("agreeing on whether to stop", lost)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # torchrun's stop, while the run records the failure
+except UserError as exc:
+    os.kill(os.getpid(), signal.SIGTERM)  # and again, before the error is printed
+    print(f"tsdiff: error: {exc}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_the_sigterm_torchrun_sends_after_a_peer_is_lost_does_not_cut_the_report_short(tmp_path):
+    # torchrun stops the surviving workers with SIGTERM ~0.1 s after one dies: the run must still
+    # end "failed" with the reason, and the reason (with the way to resume) must reach stderr
+    done = subprocess.run([sys.executable, "-c", _PEER_LOST_THEN_SIGTERM, str(tmp_path / "runs")],
+                          env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "another process of this job stopped" in done.stderr and "--resume RUN" in done.stderr
+    (run,) = _runs(tmp_path / "runs")
+    state = json.loads((run / "status.json").read_text())
+    assert state["state"] == "failed" and "another process of this job stopped" in state["error"]

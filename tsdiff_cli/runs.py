@@ -408,7 +408,7 @@ class Run:
                 self._end("finished", f"stopped: {self.status.get('reason', 'finished')}")
         finally:
             if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN if _ending else previous)
             self.close()
             self.unlock()
 
@@ -530,11 +530,29 @@ class Follower(Run):
     def save_model(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str], name: str = MODEL_FILE) -> Path:
         return model_path(self.path, name)
 
+
+_ending = False  # set by hold_sigterm(): this process only reports why it stops, then exits
+
+
+def hold_sigterm() -> None:
+    """This process cannot go on and exits once it has said why (its torchrun group broke): from
+    now on SIGTERM is ignored. torchrun's agent sends SIGTERM to every surviving worker about
+    0.1 s after one dies (and SIGKILL 30 s later), which would otherwise cut the run's status or
+    the one-line error on stderr short. Not for a failure the process can outlive (a tune trial)."""
+    global _ending
+    _ending = True
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
 def _on_sigterm():
     """Turn SIGTERM into :class:`Terminated` while a run is active (main thread only); returns
     the previous handler, or None where signals cannot be set."""
     def handler(signum, frame):
-        raise Terminated()
+        if not _ending:
+            raise Terminated()
 
     try:
         return signal.signal(signal.SIGTERM, handler)

@@ -15,7 +15,9 @@ one-process :data:`SINGLE` and touches nothing. What each part of a run does wit
   (:meth:`World.first`).
 
 A collective that fails because another process died raises :class:`PeerLost` (a
-:class:`UserError`: one line, exit 2, the run's status "failed" on rank 0) instead of hanging.
+:class:`UserError`: one line, exit 2, the run's status "failed" on rank 0) instead of hanging;
+from then on the process ignores SIGTERM (:func:`tsdiff_cli.runs.hold_sigterm`), which torchrun
+sends the surviving workers, so that line and the status are not cut short.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class World:
         try:
             return fn()
         except (dist.DistError, RuntimeError) as exc:
+            from tsdiff_cli.runs import hold_sigterm
+
+            hold_sigterm()  # torchrun is about to SIGTERM this process: let it report first
             raise PeerLost(f"torchrun rank {self.rank}", f"{what} failed: another process of this job stopped "
                            f"({str(exc).splitlines()[0][:160]})",
                            "see the first error that job printed; `--resume RUN` continues from the last checkpoint") from None
