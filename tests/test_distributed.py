@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY, TINY_CLASSIFY
-from tsdiff_cli.training.distributed import from_env
+from tsdiff_cli.training.distributed import World, from_env
 from tsdiff_cli.training.loop import Shard
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -229,3 +229,13 @@ def test_the_sigterm_torchrun_sends_after_a_peer_is_lost_does_not_cut_the_report
     (run,) = _runs(tmp_path / "runs")
     state = json.loads((run / "status.json").read_text())
     assert state["state"] == "failed" and "another process of this job stopped" in state["error"]
+
+
+def test_running_out_of_memory_inside_a_collective_is_not_reported_as_a_lost_peer():
+    # DDP's backward runs inside World.collective: a rank that runs out of memory there must say
+    # so, not blame "another process of this job"
+    def backward():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(torch.OutOfMemoryError, match="Tried to allocate"):
+        World(rank=0, size=2).collective("averaging gradients", backward)

@@ -15,7 +15,8 @@ one-process :data:`SINGLE` and touches nothing. What each part of a run does wit
   (:meth:`World.first`).
 
 A collective that fails because another process died raises :class:`PeerLost` (a
-:class:`UserError`: one line, exit 2, the run's status "failed" on rank 0) instead of hanging;
+:class:`UserError`: one line, exit 2, the run's status "failed" on rank 0) instead of hanging
+(running out of memory inside one, e.g. in DDP's backward, stays an out-of-memory error);
 from then on the process ignores SIGTERM (:func:`tsdiff_cli.runs.hold_sigterm`), which torchrun
 sends the surviving workers, so that line and the status are not cut short.
 """
@@ -63,11 +64,14 @@ class World:
 
     def collective(self, what: str, fn: Callable[[], T]) -> T:
         """``fn()``, a call that waits on the other processes; its failure is :class:`PeerLost`."""
+        import torch
         import torch.distributed as dist
 
         try:
             return fn()
-        except (dist.DistError, RuntimeError) as exc:
+        except torch.OutOfMemoryError:
+            raise  # this process's own failure (a RuntimeError too), not another's: report it as itself
+        except (dist.DistError, RuntimeError) as exc:  # gloo reports a dead peer as a plain RuntimeError
             from tsdiff_cli.runs import hold_sigterm
 
             hold_sigterm()  # torchrun is about to SIGTERM this process: let it report first
