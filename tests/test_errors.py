@@ -56,7 +56,7 @@ def _case(name, workdir):
     if name == "unknown setting":
         return "[data]\nmissing = 0.3\n", {}, ["s.toml", "missing"]
     if name == "wrong type":
-        return '[data]\nseq_len = "24h"\n', {}, ["s.toml", "seq_len", "integer"]
+        return '[data]\nseq_len = "24h"\n', {}, ["s.toml", "seq_len", "not a whole number"]
     if name == "unwritable output path":
         (workdir / "blocker").write_text("a file, not a folder")
         return '[data]\noutput = "blocker/out.h5"\n', {}, ["blocker/out.h5", "cannot write", "is a file"]

@@ -37,7 +37,12 @@ def test_output_defaults_to_source_name():
         ("[data]\nseq_lenn = 3\n", ["bad.toml", "seq_lenn", "did you mean seq_len"]),
         ("[dat]\nseq_len = 3\n", ["bad.toml", "[dat]", "did you mean [data]"]),
         ("seq_len = 3\n", ["bad.toml", "seq_len", "put it under [data]"]),
-        ('[data]\nseq_len = "long"\n', ["bad.toml", "seq_len", "'long'", "integer"]),
+        ('[data]\nseq_len = "long"\n', ["bad.toml", "seq_len", '"long"', "not a whole number"]),
+        # a value of the wrong type is refused, not converted ("24" would be read as 24, true as 1)
+        ('[data]\nseq_len = "24"\n', ["bad.toml", "[data] seq_len", '"24"', "without quotes"]),
+        ("[data]\nseq_len = true\n", ["bad.toml", "[data] seq_len = true", "not a whole number"]),
+        ('[data]\nmissing_rate = "0.2"\n', ["bad.toml", "missing_rate", "not a number"]),
+        ('[data]\nreverse_rows = "yes"\n', ["bad.toml", "reverse_rows", "true or false"]),
         ('[data]\nscaler = "robust"\n', ["bad.toml", "scaler", "'robust'"]),
         ("[data]\nmissing_rate = 1.0\n", ["bad.toml", "missing_rate", "less than 1"]),
         ("[data]\nval_fraction = 0.5\ntest_fraction = 0.5\n", ["bad.toml", "no training windows"]),

@@ -17,7 +17,8 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -600,6 +601,8 @@ def load_settings(
     Raises :class:`UserError` naming the offending key and where it came from.
     """
     toml = read_toml(Path(config)) if config is not None else {}
+    if config is not None:
+        _check_toml_types(Path(config), toml)
     env, env_names = read_environment(os.environ if environ is None else environ)
     cli = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
 
@@ -612,6 +615,37 @@ def load_settings(
         return Settings(**merged)
     except ValidationError as exc:
         raise _explain(exc, config, toml, env_names, cli) from None
+
+
+_SCALARS = {bool: "true or false", int: "a whole number", float: "a number"}
+
+
+def _scalar_type(annotation: Any) -> type | None:
+    """bool, int or float when a field holds one of them (or None); else None."""
+    union = get_origin(annotation) in (Union, UnionType)
+    args = [a for a in get_args(annotation) if a is not type(None)] if union else [annotation]
+    return args[0] if len(args) == 1 and args[0] in _SCALARS else None
+
+
+def _check_toml_types(config: Path, toml: Mapping[str, Any]) -> None:
+    """A TOML value of the wrong type is an error, not converted: pydantic would read
+    ``seq_len = "24"`` as 24 and ``seq_len = true`` as 1. (Environment variables are strings by
+    nature and stay converted.)"""
+    for section, kv in toml.items():
+        model = SECTIONS.get(section)
+        if model is None or not isinstance(kv, Mapping):
+            continue  # unknown sections and keys get their own errors from validation
+        for key, value in kv.items():
+            field = model.model_fields.get(key)
+            want = _scalar_type(field.annotation) if field is not None else None
+            if want is None or value is None:
+                continue
+            ok = isinstance(value, bool) if want is bool else (
+                isinstance(value, (int, float) if want is float else int) and not isinstance(value, bool))
+            if not ok:
+                quoted = " without quotes" if isinstance(value, str) else ""
+                raise UserError(config, f"[{section}] {key} = {json.dumps(value)} is not {_SCALARS[want]}",
+                                f"write {_SCALARS[want]}{quoted}")
 
 
 def _origin(section: str, key: str | None, config, toml, env_names, cli) -> str:
