@@ -224,6 +224,9 @@ def test_generator_holdout_reports_crps_and_coverage(cli, workdir, generator_run
 
 
 def test_bad_inputs_for_the_generator_path(cli, workdir, generator_run):
+    r = cli("impute", "--model", generator_run, "--input", "absent.csv", "-o", "out.csv")
+    assert r.exit_code == 2 and "absent.csv: no such file" in r.output and "check --input" in r.output
+    assert "[data] source" not in r.output  # the user named the file with --input, not in a config
     stock = pd.read_csv("gaps.csv")
     stock.drop(columns=["Volume"]).to_csv("fewer.csv", index=False)
     r = cli("impute", "--model", generator_run, "--input", "fewer.csv", "-o", "out.csv")

@@ -116,7 +116,7 @@ def _from_h5(path: Path) -> WindowSet:
 def _from_table(path: Path, labels: tuple[str, ...] = ()) -> WindowSet:
     from tsdiff_cli.data.sources import read_frame
 
-    frame = read_frame(path)
+    frame = read_frame(path, "--real / --generated")
     if WINDOW_COLUMN not in frame or STEP_COLUMN not in frame:
         raise UserError(path, f"has no '{WINDOW_COLUMN}' and '{STEP_COLUMN}' columns",
                         "write stacked windows: one row per window and step (as `tsdiff sample` does)")

@@ -38,14 +38,15 @@ def _looks_like_time(column: pd.Series) -> bool:
     return bool(parsed.notna().all())
 
 
-def read_gappy(path: Path, columns: list[str] | None = None, time_column: str | None = None) -> GappyTable:
+def read_gappy(path: Path, columns: list[str] | None = None, time_column: str | None = None,
+               given_as: str = "--input") -> GappyTable:
     """Read ``path``; the value columns are ``columns`` or every column but the time column.
 
     The time column defaults to the first column whose values are all timestamps. A value column
     with no value at all is an error (nothing to learn its scale from).
     """
     path = Path(path)
-    frame = read_frame(path)
+    frame = read_frame(path, given_as)
     names = list(frame.columns)
     if time_column is not None and time_column not in names:
         raise UserError(path, f"has no time column '{time_column}' (columns: {', '.join(names)})", "fix [impute] time_column")

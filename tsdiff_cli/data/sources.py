@@ -52,11 +52,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_frame(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame, with one-line errors for every way it can fail."""
+def read_frame(path: Path, given_as: str = "[data] source") -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame, with one-line errors for every way it can fail;
+    ``given_as`` is the setting or option that named the file (what a missing file's fix names)."""
     if not path.exists():
-        raise UserError(path, "no such file", "check [data] source (a path, \"sine\", or one of: "
-                        + ", ".join(SHIPPED_DATASETS) + ")")
+        shipped = f" (a path, \"sine\", or one of: {', '.join(SHIPPED_DATASETS)})" if given_as == "[data] source" else ""
+        raise UserError(path, "no such file", f"check {given_as}{shipped}")
     if path.is_dir():
         raise UserError(path, "is a directory", "name a CSV or Parquet file")
     name = path.name.lower()

@@ -308,7 +308,7 @@ def forecast_from_run(run: Path, input: Path, output: Path, samples: int, steps:
     columns, time_column = info["columns"], info["time_column"]
     from tsdiff_cli.data.sources import read_frame
 
-    frame = read_frame(Path(input))
+    frame = read_frame(Path(input), "--input")
     header = list(frame.columns)
     missing = [c for c in columns if c not in header]
     if missing:

@@ -265,7 +265,7 @@ def requested_conditions(meta: dict[str, str], n: int | None, request: Condition
     if request.table is not None:
         from tsdiff_cli.data.sources import read_frame
 
-        frame = read_frame(Path(request.table))
+        frame = read_frame(Path(request.table), "--conditions")
         if n is not None and n != len(frame):
             raise UserError(request.table, f"has {len(frame)} rows but -n asks for {n} windows",
                             "drop -n (one window per row) or give as many rows")

@@ -90,7 +90,7 @@ def impute(s: Settings, config_name: str, update: Update = no_update, on_step: O
         raise Released()
     if p.output is not None:
         ensure_writable(p.output, "output")
-    table = read_gappy(p.input, p.columns, p.time_column)
+    table = read_gappy(p.input, p.columns, p.time_column, given_as="--input (or [impute] input)")
     _check_source(p)
     missing = int(np.isnan(table.values).sum())
     if missing == 0 and p.holdout == 0:
@@ -300,9 +300,9 @@ def judge_files(real: Path, gaps: Path, imputed: Path) -> dict:
     (``tsdiff evaluate`` imputation mode); z-space is set by the observed values of ``gaps``."""
     from tsdiff_cli.metrics.imputation import coverage
 
-    g = read_gappy(gaps)
-    t = read_gappy(real, g.columns, g.time_column)
-    frame = read_gappy(imputed, g.columns, g.time_column)
+    g = read_gappy(gaps, given_as="--gaps")
+    t = read_gappy(real, g.columns, g.time_column, given_as="--real")
+    frame = read_gappy(imputed, g.columns, g.time_column, given_as="--imputed")
     for other in (t, frame):
         if other.values.shape[0] != g.values.shape[0]:
             raise UserError(other.path, f"has {other.values.shape[0]} rows, {g.path} has {g.values.shape[0]}",
