@@ -56,7 +56,7 @@ _tsdiff_train() {
     '--resume[Continue this run from its last checkpoint, with its own config.toml; a CONFIG or options may change only budgets, cadences, device, sampling and evaluation settings]:directory:_files -/' \
     '--tst[Take the completion TST from this pretrain-tst run instead of training it first]:directory:_files -/' \
     '--epochs[Diffusion epochs (overrides \[train\] epochs)]:value: ' \
-    '--max-minutes[Stop cleanly after this many minutes (overrides \[train\] max_minutes)]:value: ' \
+    '--max-minutes[Stop cleanly once the run has trained this many minutes in all; a resumed run counts its earlier sessions (overrides \[train\] max_minutes)]:value: ' \
     '--device["auto", "cpu" or "cuda" (overrides \[train\] device)]:value: ' \
     '--seed[Seed (overrides \[train\] seed)]:value: ' \
     '(-q --quiet)'{-q,--quiet}'[No progress output]' \
@@ -175,7 +175,7 @@ _tsdiff_classify_train() {
     '--init[Fine-tune the encoder of this `tsdiff classify pretrain` run (fresh heads; first the heads alone for \[classify\] head_epochs)]:file:_files' \
     '--label-fraction[Keep this stratified, seeded share of the training labels (0 < f ≤ 1)]:value: ' \
     '--epochs[Epochs of the base schedule (overrides \[classify\] epochs)]:value: ' \
-    '--max-minutes[Stop cleanly after this many minutes]:value: ' \
+    '--max-minutes[Stop cleanly once the run has trained this many minutes in all; a resumed run counts its earlier sessions]:value: ' \
     '--seed[Seed of splits, initialisation and batches]:value: ' \
     '--device["auto", "cpu" or "cuda"]:value: ' \
     '--resume[Continue this classify run from its last checkpoint, with its own config.toml]:directory:_files -/' \
@@ -187,7 +187,7 @@ _tsdiff_classify_train() {
 _tsdiff_classify_pretrain() {
   _arguments \
     '--epochs[Pretraining epochs (overrides \[classify\] pretrain_epochs)]:value: ' \
-    '--max-minutes[Stop cleanly after this many minutes]:value: ' \
+    '--max-minutes[Stop cleanly once the run has trained this many minutes in all; a resumed run counts its earlier sessions]:value: ' \
     '--seed[Seed of initialisation, batches and masks]:value: ' \
     '--device["auto", "cpu" or "cuda"]:value: ' \
     '--resume[Continue this pretrain run from its last checkpoint]:directory:_files -/' \

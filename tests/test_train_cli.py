@@ -261,7 +261,9 @@ def test_bad_runs_and_requests_exit_2(cli, workdir, tiny):
     (workdir / "runs" / "empty").mkdir(parents=True)
     (workdir / "runs" / "empty" / "config.toml").write_text(TINY)
     assert "has no generator" in cli("sample", "runs/empty").stderr
-    assert cli("sample", "runs/nothing").exit_code == 2
+    for args in (("sample", "runs/nothing"), ("train", "--resume", "runs/nothing")):
+        result = cli(*args)
+        assert result.exit_code == 2 and "no such run directory" in result.stderr, args
     assert cli("train", tiny, "-q", env={"TSDIFF_TRAIN__MAX_STEPS": "4"}).exit_code == 0
     result = cli("sample", "runs/latest", "-n", "0")
     assert result.exit_code == 2 and "-n" in result.stderr
@@ -274,3 +276,20 @@ def test_bad_runs_and_requests_exit_2(cli, workdir, tiny):
     assert result.exit_code == 2 and "model.safetensors" in result.stderr
     result = cli("train", tiny, env={"TSDIFF_MODEL__EMBEDDING": "30"})
     assert result.exit_code == 2 and "embedding" in result.stderr and "e.g." in result.stderr
+
+
+def test_a_run_stopped_before_its_model_was_written_says_how_to_continue_it(cli, workdir):
+    # an interrupted or failed run has checkpoints but no model yet: the fix is --resume, not a new run
+    from tsdiff_cli.runs import Run
+
+    for ending, state in ((KeyboardInterrupt, "interrupted"), (RuntimeError, "failed")):
+        run = Run.create(workdir / "runs", "train", state, TINY)
+        with pytest.raises(BaseException):
+            with run.lifecycle("train", resume_hint=f"tsdiff train --resume {run.path}"):
+                run.begin("training")
+                raise ending()
+        assert json.loads((run.path / "status.json").read_text())["state"] == state
+        for args in (("sample", run.path), ("evaluate", run.path)):
+            result = cli(*args)
+            assert result.exit_code == 2, args
+            assert f"continue it with `tsdiff train --resume {run.path}`" in result.stderr, (args, result.stderr)

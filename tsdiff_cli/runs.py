@@ -120,14 +120,21 @@ def latest_link(folder: Path) -> Path:
     return Path(folder) / LATEST
 
 
+def _run_config(run: Path) -> Path:
+    """The config.toml of run directory ``run``; one-line errors when there is none."""
+    if not Path(run).is_dir():
+        raise UserError(run, "no such run directory", "name a folder under runs/ (or runs/latest)")
+    path = config_path(run)
+    if not path.is_file():
+        raise UserError(run, f"has no {CONFIG_FILE}", "name a run directory made by tsdiff")
+    return path
+
+
 def run_settings(run: Path, overrides: dict | None = None) -> Settings:
     """The settings a run was made with (its config.toml), with environment and CLI overrides."""
     from tsdiff_cli.settings import load_settings
 
-    path = config_path(run)
-    if not path.is_file():
-        raise UserError(run, f"has no {CONFIG_FILE}", "name a run directory made by tsdiff")
-    return load_settings(path, overrides)
+    return load_settings(_run_config(run), overrides)
 
 
 #: what a resumed run may take from CONFIG, the environment or options: budgets, cadences, where it
@@ -154,9 +161,7 @@ def resume_settings(run: Path, config: Path | None = None, overrides: dict | Non
     naming the keys (a CONFIG that differs must not be ignored silently)."""
     from tsdiff_cli.settings import load_settings
 
-    path = config_path(run)
-    if not path.is_file():
-        raise UserError(run, f"has no {CONFIG_FILE}", "name a run directory made by tsdiff")
+    path = _run_config(run)
     saved = load_settings(path, environ={})
     wanted = load_settings(config if config is not None else path, overrides)
     fixed = [f"[{section}] {key} ({old!r} → {new!r})" for (section, key), (old, new) in _changes(saved, wanted).items()
@@ -414,7 +419,8 @@ class Run:
 
     def begin(self, text: str) -> None:
         """The run starts (or resumes) now: status "running", and ``text`` in the log."""
-        self.set_status(state="running", command=self.command)
+        self.set_status(state="running", command=self.command,
+                        **({"resume": self.resume_hint} if self.resume_hint else {}))
         self.note(text)
         self.begun = True
 
@@ -568,6 +574,19 @@ def save_model(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str,
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
+def unfinished_fix(run: Path) -> str | None:
+    """What to do with a run that ended before writing its outputs (its status says so, with the
+    command that continues it), or None for a run that finished or is no run."""
+    status = read_status(run) or {}
+    state, resume = status.get("state"), status.get("resume")
+    if not resume or state not in ("interrupted", "failed", "running"):
+        return None
+    if state == "running":
+        return f"it is still running (watch it with `tsdiff monitor {run}`); if its process is gone, continue it with `{resume}`"
+    ended = "was interrupted" if state == "interrupted" else "failed"
+    return f"it {ended} before writing one; continue it with `{resume}`"
+
+
 def load_model(path: Path, kind: str = "generator", command: str = "tsdiff train CONFIG",
                tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Weights and metadata of a ``tsdiff-<kind>`` safetensors file; one-line errors when it is
@@ -578,7 +597,7 @@ def load_model(path: Path, kind: str = "generator", command: str = "tsdiff train
     path = Path(path)
     want = tensors
     if not path.is_file():
-        raise UserError(path.parent, f"has no {kind} ({path.name})", f"train one with `{command}`")
+        raise UserError(path.parent, f"has no {kind} ({path.name})", unfinished_fix(path.parent) or f"train one with `{command}`")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

@@ -53,7 +53,7 @@ def train_command(
     init: Annotated[Optional[Path], typer.Option("--init", help="Fine-tune the encoder of this `tsdiff classify pretrain` run (fresh heads; first the heads alone for [classify] head_epochs).", show_default=False)] = None,
     label_fraction: Annotated[Optional[float], typer.Option("--label-fraction", help="Keep this stratified, seeded share of the training labels (0 < f ≤ 1).", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs of the base schedule (overrides [classify] epochs).", show_default=False)] = None,
-    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop cleanly after this many minutes.", show_default=False)] = None,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop cleanly once the run has trained this many minutes in all; a resumed run counts its earlier sessions.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of splits, initialisation and batches.", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help='"auto", "cpu" or "cuda".', show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this classify run from its last checkpoint, with its own config.toml.", show_default=False)] = None,
@@ -83,7 +83,7 @@ def train_command(
 def pretrain_command(
     config: Annotated[Optional[Path], typer.Argument(metavar="CONFIG", help="TOML settings with a [classify] section.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Pretraining epochs (overrides [classify] pretrain_epochs).", show_default=False)] = None,
-    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop cleanly after this many minutes.", show_default=False)] = None,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop cleanly once the run has trained this many minutes in all; a resumed run counts its earlier sessions.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of initialisation, batches and masks.", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help='"auto", "cpu" or "cuda".', show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this pretrain run from its last checkpoint.", show_default=False)] = None,

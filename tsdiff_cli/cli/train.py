@@ -48,7 +48,7 @@ def train_command(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run from its last checkpoint, with its own config.toml; a CONFIG or options may change only budgets, cadences, device, sampling and evaluation settings.", show_default=False)] = None,
     tst: Annotated[Optional[Path], typer.Option("--tst", help="Take the completion TST from this pretrain-tst run instead of training it first.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Diffusion epochs (overrides [train] epochs).", show_default=False)] = None,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Stop cleanly after this many minutes (overrides [train] max_minutes).", show_default=False)] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop cleanly once the run has trained this many minutes in all; a resumed run counts its earlier sessions (overrides [train] max_minutes).", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help='"auto", "cpu" or "cuda" (overrides [train] device).', show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed (overrides [train] seed).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,

@@ -14,7 +14,7 @@ import numpy as np
 from tsdiff_cli.data.arrays import WindowSet
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.jobs import Update, no_update
-from tsdiff_cli.runs import MODEL_FILE, REPORT_FILE, model_path, report_path, run_settings
+from tsdiff_cli.runs import MODEL_FILE, REPORT_FILE, model_path, report_path, run_settings, unfinished_fix
 from tsdiff_cli.settings import Settings
 
 if TYPE_CHECKING:
@@ -263,8 +263,8 @@ def _require_generator(run: Path) -> None:
     if not run.is_dir():
         raise UserError(run, "is a file, not a run directory", "to score a file use --real A --generated B")
     if not model_path(run).is_file():
-        raise UserError(run, f"has no generator (no {MODEL_FILE})",
-                        "train one with `tsdiff train CONFIG`, or compare files with --real/--generated")
+        raise UserError(run, f"has no generator (no {MODEL_FILE})", unfinished_fix(run)
+                        or "train one with `tsdiff train CONFIG`, or compare files with --real/--generated")
 
 
 def _writable(path: Path) -> Path:
