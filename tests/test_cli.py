@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tsdiff_cli import __version__
 
 
@@ -71,4 +73,25 @@ def test_threads_option_and_variable_reach_torch(cli, workdir):
     assert torch.get_num_threads() == 1
     assert cli("config", "show", "--help", env={"TSDIFF_THREADS": "2"}).exit_code == 0
     assert torch.get_num_threads() == 2
-    assert cli("--threads", "-1", "config", "show").exit_code == 2  # refused with one line
+    result = cli("--threads", "-1", "config", "show")
+    assert result.exit_code == 2 and result.stderr.startswith("tsdiff: error: ") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["sample"], ["tsdiff sample", "Missing argument 'RUN'", "`tsdiff sample -h`"]),
+    (["config", "show"], ["tsdiff config show", "Missing argument 'CONFIG'"]),
+    (["sample", "runs/x", "--steps", "many"], ["'--steps'", "valid integer"]),
+    (["sample", "runs/x", "--bogus"], ["No such option: --bogus"]),
+    (["sampel"], ["No such command 'sampel'", "Did you mean 'sample'?"]),
+])
+def test_a_mistyped_command_line_is_one_line_and_exit_2(cli, args, words):
+    result = cli(*args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("tsdiff: error: ") and result.stderr.count("\n") == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+
+
+def test_tsdiff_alone_still_shows_help(cli):
+    result = cli()
+    assert "Usage: tsdiff" in result.output and "sample" in result.output

@@ -36,9 +36,33 @@ def command_started() -> float:
     return _started
 
 
+try:  # the click that parses our command line: typer ≥ 0.24 carries its own copy
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer parses with click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError
+
+
+def _usage_error(exc: UsageError) -> None:
+    """A mistyped command line (missing argument, bad option value) as one line and exit status 2,
+    like every other error, rather than click's usage block; ``tsdiff`` alone still shows help."""
+    if isinstance(exc, NoArgsIsHelpError):
+        raise exc
+    where = exc.ctx.command_path if exc.ctx is not None else "tsdiff"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    typer.echo(f"tsdiff: error: {where}: {message}; see `{where} -h`", err=True)
+    raise typer.Exit(2) from None
+
+
 class _Group(TyperGroup):
-    """Turns a :class:`UserError` from any command into one line on stderr and exit status 2, and
-    Ctrl-C outside a run (which says more itself) into one line and exit status 130."""
+    """Turns a :class:`UserError` from any command, or a mistyped command line, into one line on
+    stderr and exit status 2, and Ctrl-C outside a run (which says more itself) into one line and
+    exit status 130."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except UsageError as exc:  # this group's own options (tsdiff --threads -1)
+            _usage_error(exc)
 
     def invoke(self, ctx):
         import warnings
@@ -54,6 +78,8 @@ class _Group(TyperGroup):
         except UserError as exc:
             typer.echo(f"tsdiff: error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except UsageError as exc:  # a command's arguments and options are parsed in here
+            _usage_error(exc)
         except Interrupted as exc:
             typer.echo(f"tsdiff: interrupted: {exc}", err=True)
             raise typer.Exit(exc.code) from None

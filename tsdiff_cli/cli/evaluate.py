@@ -11,7 +11,7 @@ from tsdiff_cli.errors import UserError
 
 
 def evaluate_command(
-    run: Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="A run directory to sample from and score against its dataset.", show_default=False)] = None,
+    run: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="A run directory to sample from and score against its dataset.", show_default=False)] = None,
     real: Annotated[Optional[Path], typer.Option("--real", help="Real windows: .npy, tsdiff dataset .h5, or stacked-window .csv / .parquet.", show_default=False)] = None,
     generated: Annotated[Optional[Path], typer.Option("--generated", help="Generated windows, in the same formats.", show_default=False)] = None,
     gaps: Annotated[Optional[Path], typer.Option("--gaps", help="Imputation mode: the table with gaps that was imputed (CSV / Parquet); --real is then its complete version.", show_default=False)] = None,

@@ -11,7 +11,7 @@ from tsdiff_cli.errors import UserError
 
 
 def forecast_command(
-    config: Annotated[Optional[Path], typer.Argument(metavar="[CONFIG]", help="TOML settings with a [forecast] section: train on its data and print the test metrics beside the baselines.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Argument(metavar="CONFIG", help="TOML settings with a [forecast] section: train on its data and print the test metrics beside the baselines.", show_default=False)] = None,
     run: Annotated[Optional[Path], typer.Option("--run", help="Forecast with this trained run (from `tsdiff forecast CONFIG`, or runs/latest) instead of training.", show_default=False)] = None,
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="With --run: CSV / Parquet whose last seq_len rows are the lookback (same columns as the training data).", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="With --run: forecast file (.csv / .parquet): the future dates, then per column its mean, median, q05, q25, q75 and q95, in original units.", show_default=False)] = None,

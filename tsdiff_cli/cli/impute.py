@@ -9,7 +9,7 @@ import typer
 
 
 def impute_command(
-    config: Annotated[Optional[Path], typer.Argument(metavar="[CONFIG]", help="TOML settings with an [impute] section (for keys without an option here: columns, time_column, decoder sizes, epochs …).", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Argument(metavar="CONFIG", help="TOML settings with an [impute] section (for keys without an option here: columns, time_column, decoder sizes, epochs …).", show_default=False)] = None,
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="CSV / Parquet file with gaps (empty cells or NaN).", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Filled file (.csv / .parquet): the input's columns, observed values unchanged.", show_default=False)] = None,
     emb_dir: Annotated[Optional[Path], typer.Option("--emb-dir", help="TimeKD embeddings: the root, or its {name}/{pred_len}/{flag} folder; trains a denoising decoder.", show_default=False)] = None,
