@@ -43,6 +43,7 @@ def test_output_defaults_to_source_name():
         ("[data]\nseq_len = true\n", ["bad.toml", "[data] seq_len = true", "not a whole number"]),
         ('[data]\nmissing_rate = "0.2"\n', ["bad.toml", "missing_rate", "not a number"]),
         ('[data]\nreverse_rows = "yes"\n', ["bad.toml", "reverse_rows", "true or false"]),
+        ("[train]\nmax_minutes = inf\n", ["bad.toml", "max_minutes", "finite"]),  # not "no limit" (that is 0)
         ('[data]\nscaler = "robust"\n', ["bad.toml", "scaler", "'robust'"]),
         ("[data]\nmissing_rate = 1.0\n", ["bad.toml", "missing_rate", "less than 1"]),
         ("[data]\nval_fraction = 0.5\ntest_fraction = 0.5\n", ["bad.toml", "no training windows"]),

@@ -33,7 +33,7 @@ SHIPPED_DATASETS = {"stock": "stock_data.csv", "energy": "energy_data.csv", "ett
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # no inf/nan budgets or rates
 
 
 class DataSettings(_Section):
@@ -221,7 +221,7 @@ class TrainSettings(_Section):
                                "keeps the later, longer-trained weights (the best stays the lowest score seen); about "
                                "2 × 0.5/√(eval_samples × 0.4), the score's noise, ties within it (0: the best score's weights)")
     max_minutes: float = Field(0.0, ge=0, description="stop cleanly after this many minutes, counted from the start of the "
-                               "command, quick evaluations included (0: no limit)")
+                               "command, quick evaluations included; a resumed run counts its earlier sessions too (0: no limit)")
     max_steps: int = Field(0, ge=0, description="stop cleanly after this many optimisation steps, both phases (0: no limit)")
     cooldown: float = Field(0.0, ge=0, le=1, description="learning rates fall linearly to 0 over this last fraction of "
                             "the budget nearest its end (max_minutes, max_steps or the phase's own epochs, each as a "
