@@ -120,11 +120,17 @@ def latest_link(folder: Path) -> Path:
     return Path(folder) / LATEST
 
 
+def require_run_dir(run: Path) -> Path:
+    """``run`` as a Path; a one-line error when there is no such folder."""
+    run = Path(run)
+    if not run.is_dir():
+        raise UserError(run, "no such run directory", "name a folder under runs/ (or runs/latest)")
+    return run
+
+
 def _run_config(run: Path) -> Path:
     """The config.toml of run directory ``run``; one-line errors when there is none."""
-    if not Path(run).is_dir():
-        raise UserError(run, "no such run directory", "name a folder under runs/ (or runs/latest)")
-    path = config_path(run)
+    path = config_path(require_run_dir(run))
     if not path.is_file():
         raise UserError(run, f"has no {CONFIG_FILE}", "name a run directory made by tsdiff")
     return path
@@ -247,10 +253,7 @@ class Run:
 
     @classmethod
     def open(cls, path: Path) -> Run:
-        path = Path(path)
-        if not path.is_dir():
-            raise UserError(path, "no such run directory", "name a folder under runs/ (or runs/latest)")
-        return cls(path.resolve())
+        return cls(require_run_dir(path).resolve())
 
     def point_latest(self) -> None:
         link = latest_link(self.path.parent)

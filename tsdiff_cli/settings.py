@@ -601,8 +601,7 @@ def load_settings(
     Raises :class:`UserError` naming the offending key and where it came from.
     """
     toml = read_toml(Path(config)) if config is not None else {}
-    if config is not None:
-        _check_toml_types(Path(config), toml)
+    _check_toml_types(config, toml)
     env, env_names = read_environment(os.environ if environ is None else environ)
     cli = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
 
@@ -627,7 +626,7 @@ def _scalar_type(annotation: Any) -> type | None:
     return args[0] if len(args) == 1 and args[0] in _SCALARS else None
 
 
-def _check_toml_types(config: Path, toml: Mapping[str, Any]) -> None:
+def _check_toml_types(config: Path | str | None, toml: Mapping[str, Any]) -> None:
     """A TOML value of the wrong type is an error, not converted: pydantic would read
     ``seq_len = "24"`` as 24 and ``seq_len = true`` as 1. (Environment variables are strings by
     nature and stay converted.)"""

@@ -14,7 +14,8 @@ import numpy as np
 from tsdiff_cli.data.arrays import WindowSet
 from tsdiff_cli.errors import UserError
 from tsdiff_cli.jobs import Update, no_update
-from tsdiff_cli.runs import MODEL_FILE, REPORT_FILE, model_path, report_path, run_settings, unfinished_fix
+from tsdiff_cli.runs import (MODEL_FILE, REPORT_FILE, model_path, report_path, require_run_dir, run_settings,
+                             unfinished_fix)
 from tsdiff_cli.settings import Settings
 
 if TYPE_CHECKING:
@@ -258,10 +259,9 @@ def _as_trained(run: Path) -> Settings:
 
 
 def _require_generator(run: Path) -> None:
-    if not run.exists():
-        raise UserError(run, "no such run directory", "name a folder under runs/ (or runs/latest)")
-    if not run.is_dir():
+    if run.is_file():
         raise UserError(run, "is a file, not a run directory", "to score a file use --real A --generated B")
+    require_run_dir(run)
     if not model_path(run).is_file():
         raise UserError(run, f"has no generator (no {MODEL_FILE})", unfinished_fix(run)
                         or "train one with `tsdiff train CONFIG`, or compare files with --real/--generated")
